@@ -1,0 +1,53 @@
+/* problem.h - every error answer is application/problem+json (RFC 9457):
+ *   {"type":"urn:polyshop:problem:validation","title":"Invalid input","status":400,
+ *    "detail":"quantity must be between 1 and 1000","field":"quantity","request_id":"..."}
+ * The type URIs and titles come from one table and never change once published; the
+ * detail is for humans. One function sends them all and counts them for /metrics. */
+#ifndef POLYSHOP_PROBLEM_H
+#define POLYSHOP_PROBLEM_H
+
+#include "polyshop/http.h"
+
+#define PS_PROBLEM_MAP(X)                                                           \
+  X(MALFORMED_JSON, 400, "malformed-json", "Malformed JSON")                        \
+  X(VALIDATION, 400, "validation", "Invalid input")                                 \
+  X(BAD_QUERY, 400, "bad-query", "Invalid query parameter")                         \
+  X(UNAUTHORIZED, 401, "unauthorized", "Authentication required")                   \
+  X(TOKEN_EXPIRED, 401, "token-expired", "Token expired")                           \
+  X(FORBIDDEN, 403, "forbidden", "Not allowed")                                     \
+  X(NOT_FOUND, 404, "not-found", "Not found")                                       \
+  X(METHOD_NOT_ALLOWED, 405, "method-not-allowed", "Method not allowed")            \
+  X(CONFLICT, 409, "conflict", "Conflict")                                          \
+  X(DUPLICATE, 409, "duplicate", "Already exists")                                  \
+  X(PAYLOAD_TOO_LARGE, 413, "payload-too-large", "Request body too large")          \
+  X(UNSUPPORTED_MEDIA_TYPE, 415, "unsupported-media-type", "Unsupported media type") \
+  X(UNPROCESSABLE, 422, "unprocessable", "Unprocessable request")                   \
+  X(IDEMPOTENCY_MISMATCH, 422, "idempotency-key-reuse", "Idempotency key reused")   \
+  X(INSUFFICIENT_STOCK, 409, "insufficient-stock", "Insufficient stock")            \
+  X(RATE_LIMITED, 429, "rate-limited", "Too many requests")                         \
+  X(INTERNAL, 500, "internal", "Internal error")                                    \
+  X(UPSTREAM, 502, "upstream", "Upstream service failed")                           \
+  X(UNAVAILABLE, 503, "unavailable", "Service unavailable")                         \
+  X(TIMEOUT, 504, "upstream-timeout", "Upstream service timed out")
+
+typedef enum {
+#define PS__PROBLEM_ENUM(name, status, slug, title) PS_PROBLEM_##name,
+  PS_PROBLEM_MAP(PS__PROBLEM_ENUM)
+#undef PS__PROBLEM_ENUM
+  PS_PROBLEM__COUNT
+} ps_problem_t;
+
+/* Sends the problem with a formatted detail; field names the offending input (may be NULL).
+ * 503 answers carry Retry-After: 1, 429 answers Retry-After from the caller's header if set. */
+void ps_reply_problem(ps_req_t *req, ps_problem_t problem, const char *field, const char *fmt,
+                      ...) __attribute__((format(printf, 4, 5)));
+
+/* Maps a PS_E* code to the matching problem and sends it with detail (or ps_strerror). */
+void ps_reply_error(ps_req_t *req, int err, const char *detail);
+
+/* The status, type URI and title of a problem. */
+int ps_problem_status(ps_problem_t p);
+const char *ps_problem_type(ps_problem_t p);
+const char *ps_problem_title(ps_problem_t p);
+
+#endif

@@ -1,0 +1,44 @@
+/* router.h - matching "METHOD /path" against a table of route patterns with {named}
+ * parameters, e.g. "/api/v1/users/{id}". Patterns are compiled once at start; matching
+ * allocates nothing. */
+#ifndef POLYSHOP_ROUTER_H
+#define POLYSHOP_ROUTER_H
+#include <stddef.h>
+
+enum { PS_ROUTE_MAX_PARAMS = 4, PS_ROUTE_MAX_SEGMENTS = 12 };
+
+typedef struct {
+  const char *name; /* parameter name (points into the pattern copy) */
+  const char *value;
+  size_t len; /* value is NOT NUL-terminated: it points into the matched path */
+} ps_param_t;
+
+typedef struct {
+  char *pattern_copy;
+  const char *segments[PS_ROUTE_MAX_SEGMENTS];
+  unsigned char is_param[PS_ROUTE_MAX_SEGMENTS];
+  int nsegments;
+  const char *method;
+} ps_compiled_route_t;
+
+typedef struct {
+  ps_compiled_route_t *routes;
+  size_t nroutes;
+} ps_router_t;
+
+/* Compiles patterns[i] with methods[i]. Returns 0, or PS_EINVAL for a malformed pattern
+ * (not starting with '/', too many segments or parameters, empty "{}"). */
+int ps_router_init(ps_router_t *r, const char *const *methods, const char *const *patterns,
+                   size_t n);
+void ps_router_cleanup(ps_router_t *r);
+
+enum { PS_ROUTE_NOT_FOUND = -1, PS_ROUTE_BAD_METHOD = -2 };
+
+/* Finds the route for method and path (without query). Returns its index and fills
+ * params/nparams; PS_ROUTE_BAD_METHOD when the path exists for other methods (their names
+ * are joined into allow, e.g. "GET, PATCH"), or PS_ROUTE_NOT_FOUND. A literal segment wins
+ * over a parameter when both match (routes are tried in table order; put literals first). */
+int ps_router_match(const ps_router_t *r, const char *method, const char *path,
+                    ps_param_t *params, int *nparams, char *allow, size_t allowlen);
+
+#endif
