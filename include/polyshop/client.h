@@ -35,6 +35,7 @@ typedef struct {
   int idempotent;            /* retry on transport errors and 502/503/504 only when set;
                                 GET/HEAD/PUT/DELETE are idempotent by default */
   const char *idempotency_key; /* sent as Idempotency-Key; makes a POST retryable */
+  long timeout_ms;           /* deadline of this call, retries included; 0: opts.timeout_ms */
 } ps_call_t;
 
 typedef struct {
@@ -48,14 +49,33 @@ typedef struct {
 /* Fills opts with the defaults above. */
 void ps_client_opts_default(ps_client_opts_t *opts);
 
-/* Creates a client; the caller owns it and frees it with ps_client_free. */
+/* Creates a client (opts NULL: the defaults; zero or negative values also mean the default,
+ * except max_retries 0 which disables retries). The caller owns it and frees it with
+ * ps_client_free, which closes its kept-alive connections. Initialises libcurl for the process
+ * on first use. Returns NULL only when libcurl cannot be initialised. */
 ps_client_t *ps_client_new(const ps_client_opts_t *opts);
 void ps_client_free(ps_client_t *c);
 
+/* Releases libcurl's process-wide state (curl_global_cleanup). Optional; call it at most once,
+ * at exit, after every client is freed, so LeakSanitizer stays quiet. */
+void ps_client_global_cleanup(void);
+
 /* Performs a call. Returns 0 when an HTTP answer arrived (any status, see resp->status), or
- * PS_ETIMEOUT, PS_EUNAVAIL (connection failed), PS_EBREAKER (breaker open for this
- * scheme://host:port: the call was not attempted). A 5xx answer counts as a failure for the
- * breaker but is still returned as 0 with its status. resp strings live in the arena. */
+ * PS_ETIMEOUT (the call's deadline passed), PS_EUNAVAIL (connection refused or broken, no
+ * proper answer), PS_EBREAKER (breaker open for this scheme://host:port: the call was not
+ * attempted), PS_EINVAL (not an absolute http(s) URL, a bad method, a header value with CR/LF),
+ * PS_ETOOBIG (answer body over 64 MiB). resp is zeroed first; on 0 its strings live in the
+ * arena; the "Name: value" header lines are copied, so call may be freed afterwards.
+ *
+ * Timeouts: timeout_ms (call->timeout_ms or opts) bounds the whole call, retries and their
+ * waits included; each attempt connects within connect_timeout_ms.
+ * Retries: only idempotent calls (see ps_call_t), up to max_retries more attempts, after a
+ * transport error or a 502/503/504, waiting backoff_base_ms * 2^n with jitter (half fixed,
+ * half random), and never past the deadline. The last attempt's outcome is returned.
+ * Breaker: every attempt is recorded; a transport error or any 5xx is a failure, any other
+ * answer a success. breaker_failures consecutive failures open it; after breaker_open_ms the
+ * next call is let through as the single trial (half-open) without retries: success closes
+ * the breaker, failure opens it for another interval. */
 int ps_client_call(ps_client_t *c, ps_arena_t *a, const ps_call_t *call, ps_response_t *resp);
 
 /* Builds the traceparent to send on an outgoing call from the incoming one (NULL: start a new

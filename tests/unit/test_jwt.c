@@ -216,11 +216,15 @@ static void test_bad_claims(void **state) {
       "\"jti\":\"j\"}",
       "{\"sub\":\"u1\",\"role\":\"customer\",\"iat\":1000,\"exp\":2000.5,\"iss\":\"polyshop\","
       "\"jti\":\"j\"}",
-      "{\"sub\":\"u1\",\"role\":\"customer\",\"iat\":1000,\"exp\":2000,\"iss\":\"evil\",\"jti\":\"j\"}",
+      "{\"sub\":\"u1\",\"role\":\"customer\",\"iat\":1000,"
+      "\"exp\":2000,\"iss\":\"evil\",\"jti\":\"j\"}",
       "{\"sub\":\"u1\",\"role\":\"customer\",\"iat\":1000,\"exp\":2000,\"jti\":\"j\"}",
-      "{\"sub\":\"u1\",\"role\":\"root\",\"iat\":1000,\"exp\":2000,\"iss\":\"polyshop\",\"jti\":\"j\"}",
-      "{\"sub\":\"\",\"role\":\"customer\",\"iat\":1000,\"exp\":2000,\"iss\":\"polyshop\",\"jti\":\"j\"}",
-      "{\"sub\":7,\"role\":\"customer\",\"iat\":1000,\"exp\":2000,\"iss\":\"polyshop\",\"jti\":\"j\"}",
+      "{\"sub\":\"u1\",\"role\":\"root\",\"iat\":1000,"
+      "\"exp\":2000,\"iss\":\"polyshop\",\"jti\":\"j\"}",
+      "{\"sub\":\"\",\"role\":\"customer\",\"iat\":1000,"
+      "\"exp\":2000,\"iss\":\"polyshop\",\"jti\":\"j\"}",
+      "{\"sub\":7,\"role\":\"customer\",\"iat\":1000,"
+      "\"exp\":2000,\"iss\":\"polyshop\",\"jti\":\"j\"}",
       "{\"sub\":\"u1\",\"role\":\"customer\",\"iat\":1000,\"exp\":2000,\"iss\":\"polyshop\"}",
       "{\"sub\":\"u1\",\"role\":\"customer\",\"exp\":2000,\"iss\":\"polyshop\",\"jti\":\"j\"}",
       "{\"sub\":\"u1\",\"email\":5,\"role\":\"customer\",\"iat\":1000,\"exp\":2000,"
