@@ -1,0 +1,138 @@
+/* main.c - the user service: reads its configuration, opens its store, makes sure the first
+ * admin exists, and serves until SIGTERM. */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "polyshop/alloc.h"
+#include "polyshop/config.h"
+#include "polyshop/error.h"
+#include "polyshop/log.h"
+#include "polyshop/sqlite.h"
+#include "user.h"
+
+static void *thread_init(void *ctx) {
+  user_service_t *svc = ctx;
+  user_thread_t *t = ps_calloc(1, sizeof(*t));
+  if (user_store_open(svc->store_url, &t->store)) {
+    /* Checked at start on the main thread, so this is a store gone bad since: no way to serve. */
+    ps_log_error("cannot open the user store %s", svc->store_url);
+    abort();
+  }
+  return t;
+}
+
+static void thread_cleanup(void *thread_ctx) {
+  user_thread_t *t = thread_ctx;
+  t->store->ops->close(t->store);
+  ps_free(t);
+}
+
+static int ready(void *ctx, void *thread_ctx) {
+  user_thread_t *t = thread_ctx;
+  return t->store->ops->ping(t->store);
+}
+
+/* Creates the admin from POLYSHOP_ADMIN_EMAIL / POLYSHOP_ADMIN_PASSWORD, or promotes the
+ * account if it exists (its password is left alone: the operator may have changed it). */
+static int ensure_admin(user_service_t *svc, user_store_t *st, const char *email_in,
+                        const char *password) {
+  ps_arena_t a;
+  ps_arena_init(&a);
+  char email[256];
+  user_normalize_email(email_in, email, sizeof(email));
+  user_t u;
+  int rc = st->ops->get_by_email(st, &a, email, &u);
+  if (rc == 0) {
+    rc = strcmp(u.role, "admin") ? st->ops->set_role(st, u.id, "admin") : 0;
+  } else if (rc == PS_ENOTFOUND) {
+    char hash[crypto_pwhash_STRBYTES];
+    unsigned char b[16];
+    randombytes_buf(b, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    char *id = ps_arena_sprintf(&a, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                                b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+                                b[11], b[12], b[13], b[14], b[15]);
+    rc = crypto_pwhash_str(hash, password, strlen(password), svc->argon_ops, svc->argon_mem)
+             ? PS_ENOMEM
+             : 0;
+    user_t admin = {.id = id, .email = email, .password_hash = hash, .role = "admin", .name = "Admin",
+                    .profile = "{}", .settings = "{}", .created_at = (int64_t)time(NULL)};
+    admin.updated_at = admin.created_at;
+    if (rc == 0) rc = st->ops->create(st, &admin);
+    if (rc == PS_EEXISTS) rc = 0; /* another replica made it first */
+    if (rc == 0) ps_log_info("created the first admin %s", email);
+  }
+  ps_arena_reset(&a);
+  return rc;
+}
+
+int main(void) {
+  ps_config_t cfg;
+  ps_config_init(&cfg);
+  ps_log_level_t level = PS_LOG_INFO;
+  if (ps_log_level_parse(ps_config_str(&cfg, "POLYSHOP_LOG_LEVEL", "info"), &level))
+    ps_config_error(&cfg, "POLYSHOP_LOG_LEVEL must be debug, info, warn or error");
+  ps_log_init("user", level);
+  if (sodium_init() < 0) {
+    ps_log_error("libsodium failed to start");
+    return 1;
+  }
+
+  user_service_t svc = {0};
+  ps_server_config_t server;
+  ps_server_config_from_env(&server, &cfg, "127.0.0.1:8101");
+  svc.store_url = ps_config_str(&cfg, "USER_STORE", "sqlite://./data/user.db");
+  svc.refresh_ttl = ps_config_int(&cfg, "USER_REFRESH_TTL", 30 * 86400, 60, 365 * 86400);
+  svc.reset_ttl = ps_config_int(&cfg, "USER_RESET_TTL", 3600, 60, 7 * 86400);
+  /* OWASP's argon2id floor (19 MiB, 2 passes): a hash costs tens of milliseconds and stays
+   * inside the memory budget of a small service. Tests may lower it. */
+  svc.argon_ops = (unsigned long long)ps_config_int(&cfg, "USER_ARGON2_OPS", 2, 1, 10);
+  svc.argon_mem = (size_t)ps_config_int(&cfg, "USER_ARGON2_MEM_KIB", 19 * 1024, 8, 1024 * 1024) * 1024;
+  svc.trust_proxy = ps_config_bool(&cfg, "POLYSHOP_TRUST_PROXY", 0);
+  int per_email = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_PER_EMAIL", 10, 1, 100000);
+  int per_client = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_PER_CLIENT", 100, 1, 1000000);
+  int window = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_WINDOW", 300, 1, 86400);
+  const char *admin_email = ps_config_str(&cfg, "POLYSHOP_ADMIN_EMAIL", NULL);
+  const char *admin_password = ps_config_str(&cfg, "POLYSHOP_ADMIN_PASSWORD", NULL);
+  char err[256];
+  if (ps_jwt_keys_from_env(&svc.keys, err, sizeof(err))) ps_config_error(&cfg, "%s", err);
+  if (!ps_sqlite_url_path(svc.store_url))
+    ps_config_error(&cfg, "USER_STORE=\"%s\" is not a supported store URL (sqlite://PATH)", svc.store_url);
+  if ((admin_email == NULL) != (admin_password == NULL))
+    ps_config_error(&cfg, "set both POLYSHOP_ADMIN_EMAIL and POLYSHOP_ADMIN_PASSWORD, or neither");
+  if (admin_email && user_check_email(admin_email))
+    ps_config_error(&cfg, "POLYSHOP_ADMIN_EMAIL: %s", user_check_email(admin_email));
+  if (admin_password && user_check_password(admin_password, admin_email))
+    ps_config_error(&cfg, "POLYSHOP_ADMIN_PASSWORD: %s", user_check_password(admin_password, admin_email));
+  ps_config_exit_on_error(&cfg);
+
+  /* Open the store once here so a bad path or a dead engine fails the start, loudly. */
+  user_store_t *st;
+  int rc = user_store_open(svc.store_url, &st);
+  if (rc) {
+    ps_log_error("cannot open the user store %s: %s", svc.store_url, ps_strerror(rc));
+    return 1;
+  }
+  if (crypto_pwhash_str(svc.dummy_hash, "not a real password", 19, svc.argon_ops, svc.argon_mem)) {
+    ps_log_error("argon2id failed: out of memory?");
+    return 1;
+  }
+  if (admin_email && (rc = ensure_admin(&svc, st, admin_email, admin_password))) {
+    ps_log_error("cannot create the first admin: %s", ps_strerror(rc));
+    return 1;
+  }
+  st->ops->close(st);
+
+  svc.per_email = ratelimit_new(per_email, window);
+  svc.per_client = ratelimit_new(per_client, window);
+  ps_service_t def = {.name = "user", .routes = user_routes, .nroutes = user_nroutes, .ctx = &svc,
+                      .thread_init_cb = thread_init, .thread_cleanup_cb = thread_cleanup,
+                      .ready_cb = ready, .jwt_keys = &svc.keys};
+  rc = ps_server_run(&def, &server);
+  ratelimit_free(svc.per_email);
+  ratelimit_free(svc.per_client);
+  return rc ? 1 : 0;
+}
