@@ -340,23 +340,30 @@ static void dispatch_cb(struct evhttp_request *ev, void *arg) {
 
 /* --- loops, start and drain ------------------------------------------------------------- */
 
+/* Drain, in two phases on every loop. First the loop keeps accepting for up to a second, so
+ * connections already queued in the kernel are served instead of reset (readiness is already
+ * failing, so load balancers stop sending new ones); every answer says Connection: close.
+ * Then it stops accepting and finishes what its open connections send. Each phase ends after
+ * a quiet spell with no new request; the deadline ends everything. */
+enum { QUIET_NS = 200000000ull, ACCEPT_PHASE_NS = 1000000000ull };
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg) {
   loop_t *loop = arg;
   unsigned long long now = ps_now_ns();
   unsigned long long deadline =
       loop->drain_started_ns + (unsigned long long)loop->server->cfg.drain_seconds * 1000000000ull;
-  /* Done when no request has arrived for a quarter second (keep-alive clients have been
-   * told to close) or when the deadline passes. */
-  if (now - loop->last_request_ns > 250000000ull || now > deadline)
-    event_base_loopexit(loop->base, NULL);
+  int quiet = now - loop->last_request_ns > QUIET_NS;
+  if (loop->bound && (quiet || now - loop->drain_started_ns > ACCEPT_PHASE_NS)) {
+    evhttp_del_accept_socket(loop->http, loop->bound); /* frees the listener, keeps the fd */
+    loop->bound = NULL;
+    loop->last_request_ns = now; /* a fresh quiet spell for the second phase */
+    return;
+  }
+  if ((!loop->bound && quiet) || now > deadline) event_base_loopexit(loop->base, NULL);
 }
 
 static void drain_cb(evutil_socket_t fd, short what, void *arg) {
   loop_t *loop = arg;
-  if (loop->bound) {
-    evhttp_del_accept_socket(loop->http, loop->bound); /* frees the listener, keeps the fd */
-    loop->bound = NULL;
-  }
   loop->drain_started_ns = ps_now_ns();
   struct timeval tv = {0, 50000};
   event_add(loop->tick_ev, &tv);

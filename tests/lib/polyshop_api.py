@@ -148,3 +148,26 @@ class Service:
             self.stop(expect_code=0 if exc[0] is None else None)
         finally:
             self.tmp.cleanup()
+
+
+def _b64url(data):
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_token(sub, role="customer", secret=TEST_JWT_SECRET, ttl=900, email=None, iss="polyshop"):
+    """An HS256 access token as the user service signs them (for tests of other services and
+    for forged/expired cases)."""
+    import hashlib
+    import hmac
+    import uuid
+    now = int(time.time())
+    header = {"alg": "HS256", "typ": "JWT"}
+    payload = {"sub": sub, "role": role, "iss": iss, "iat": now, "exp": now + ttl,
+               "jti": uuid.uuid4().hex}
+    if email:
+        payload["email"] = email
+    signing_input = (_b64url(json.dumps(header, separators=(",", ":")).encode()) + "." +
+                     _b64url(json.dumps(payload, separators=(",", ":")).encode()))
+    sig = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + _b64url(sig)
