@@ -1,0 +1,181 @@
+/* test_http.c - the server in-process: JSON validators answering for themselves, problem
+ * bodies, 404/405/413, request ids, probes and drain on ps_server_stop. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "polyshop/client.h"
+#include "polyshop/error.h"
+#include "polyshop/json.h"
+#include "polyshop/problem.h"
+
+static void handle_echo(ps_req_t *req) {
+  static const char *const allowed[] = {"name", "qty", "tags", "flag", NULL};
+  json_t *body, *tags;
+  const char *name;
+  long long qty;
+  int flag = 0, has_flag;
+  if (ps_json_body_or_reply(req, &body) || ps_json_only_keys_or_reply(req, body, allowed) ||
+      ps_json_str_or_reply(req, body, "name", 1, 10, &name) ||
+      ps_json_int_or_reply(req, body, "qty", 1, 1000, &qty) ||
+      ps_json_array_or_reply(req, body, "tags", 0, 3, &tags) ||
+      ps_json_opt_bool_or_reply(req, body, "flag", &flag, &has_flag))
+    return;
+  ps_reply_json(req, 200, json_pack("{s:s, s:I, s:b}", "name", name, "qty", (json_int_t)qty, "flag", flag));
+}
+
+static void handle_param(ps_req_t *req) {
+  long long limit;
+  if (ps_query_int_or_reply(req, "limit", 20, 1, 100, &limit)) return;
+  const char *id = ps_req_param(req, "id");
+  if (!id) {
+    ps_reply_problem(req, PS_PROBLEM_NOT_FOUND, NULL, "bad id");
+    return;
+  }
+  ps_reply_json(req, 200, json_pack("{s:s, s:I}", "id", id, "limit", (json_int_t)limit));
+}
+
+static void handle_silent(ps_req_t *req) { (void)req; /* forgets to answer: a bug */ }
+
+static const ps_route_t routes[] = {
+    {"POST", "/echo", handle_echo},
+    {"GET", "/things/{id}", handle_param},
+    {"GET", "/silent", handle_silent},
+};
+
+static void *run_server(void *arg) {
+  static ps_service_t svc = {.name = "test", .routes = routes, .nroutes = 3};
+  ps_server_config_t cfg = {.host = "127.0.0.1", .port = 0, .threads = 2, .body_limit = 4096,
+                            .drain_seconds = 5, .fd = -1, .install_signals = 0};
+  *(int *)arg = ps_server_run(&svc, &cfg);
+  return NULL;
+}
+
+static pthread_t server_thread;
+static int server_rc = -1;
+static char base[64];
+static ps_client_t *client;
+static ps_arena_t arena;
+
+static int setup(void **state) {
+  pthread_create(&server_thread, NULL, run_server, &server_rc);
+  for (int i = 0; i < 500 && !ps_server_port(); i++) usleep(10000);
+  assert_true(ps_server_port() > 0);
+  snprintf(base, sizeof(base), "http://127.0.0.1:%d", ps_server_port());
+  ps_client_opts_t o;
+  ps_client_opts_default(&o);
+  o.max_retries = 0;
+  client = ps_client_new(&o);
+  ps_arena_init(&arena);
+  return 0;
+}
+
+static int teardown(void **state) {
+  ps_server_stop();
+  pthread_join(server_thread, NULL);
+  assert_int_equal(server_rc, 0);
+  ps_client_free(client);
+  ps_arena_reset(&arena);
+  ps_client_global_cleanup();
+  return 0;
+}
+
+static ps_response_t call(const char *method, const char *path, const char *body,
+                          const char *const *headers) {
+  char url[256];
+  snprintf(url, sizeof(url), "%s%s", base, path);
+  ps_call_t c = {.method = method, .url = url, .body = body, .body_len = body ? strlen(body) : 0,
+                 .headers = headers};
+  if (headers && strncmp(headers[0], "Content-Type: ", 14) == 0) c.content_type = headers[0] + 14;
+  ps_response_t r;
+  assert_int_equal(ps_client_call(client, &arena, &c, &r), 0);
+  return r;
+}
+
+static json_t *problem(ps_response_t r, int status, const char *slug, const char *field) {
+  assert_int_equal(r.status, status);
+  assert_non_null(r.content_type);
+  assert_non_null(strstr(r.content_type, "application/problem+json"));
+  json_t *p = json_loads(r.body, 0, NULL);
+  assert_non_null(p);
+  char type[128];
+  snprintf(type, sizeof(type), "urn:polyshop:problem:%s", slug);
+  assert_string_equal(json_string_value(json_object_get(p, "type")), type);
+  assert_int_equal(json_integer_value(json_object_get(p, "status")), status);
+  assert_non_null(json_string_value(json_object_get(p, "detail")));
+  if (field) assert_string_equal(json_string_value(json_object_get(p, "field")), field);
+  json_decref(p);
+  return NULL;
+}
+
+static void test_good_body(void **state) {
+  ps_response_t r = call("POST", "/echo", "{\"name\":\"abc\",\"qty\":5,\"tags\":[],\"flag\":true}", NULL);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "{\"name\":\"abc\",\"qty\":5,\"flag\":true}");
+}
+
+static void test_bad_bodies(void **state) {
+  problem(call("POST", "/echo", "{\"name\":", NULL), 400, "malformed-json", NULL);
+  problem(call("POST", "/echo", "", NULL), 400, "malformed-json", NULL);
+  problem(call("POST", "/echo", "[1]", NULL), 400, "validation", NULL);
+  problem(call("POST", "/echo", "{\"name\":\"a\",\"name\":\"b\",\"qty\":1,\"tags\":[]}", NULL), 400, "malformed-json", NULL);
+  problem(call("POST", "/echo", "{\"qty\":1,\"tags\":[]}", NULL), 400, "validation", "name");
+  problem(call("POST", "/echo", "{\"name\":7,\"qty\":1,\"tags\":[]}", NULL), 400, "validation", "name");
+  problem(call("POST", "/echo", "{\"name\":\"waytoolongname\",\"qty\":1,\"tags\":[]}", NULL), 400, "validation", "name");
+  problem(call("POST", "/echo", "{\"name\":\"a\",\"qty\":1.5,\"tags\":[]}", NULL), 400, "validation", "qty");
+  problem(call("POST", "/echo", "{\"name\":\"a\",\"qty\":0,\"tags\":[]}", NULL), 400, "validation", "qty");
+  problem(call("POST", "/echo", "{\"name\":\"a\",\"qty\":1000000000000,\"tags\":[]}", NULL), 400, "validation", "qty");
+  problem(call("POST", "/echo", "{\"name\":\"a\",\"qty\":\"5\",\"tags\":[]}", NULL), 400, "validation", "qty");
+  problem(call("POST", "/echo", "{\"name\":\"a\",\"qty\":1,\"tags\":[1,2,3,4]}", NULL), 400, "validation", "tags");
+  problem(call("POST", "/echo", "{\"name\":\"a\",\"qty\":1,\"tags\":{}}", NULL), 400, "validation", "tags");
+  problem(call("POST", "/echo", "{\"name\":\"a\",\"qty\":1,\"tags\":[],\"flag\":1}", NULL), 400, "validation", "flag");
+  problem(call("POST", "/echo", "{\"name\":\"a\",\"qty\":1,\"tags\":[],\"extra\":1}", NULL), 400, "validation", "extra");
+  problem(call("POST", "/echo", "{\"name\":{\"$gt\":\"\"},\"qty\":1,\"tags\":[]}", NULL), 400, "validation", NULL);
+  problem(call("POST", "/echo", "{\"name\":\"a\",\"qty\":1,\"tags\":[{\"$where\":\"1\"}]}", NULL), 400, "validation", NULL);
+  problem(call("POST", "/echo", "{\"name\":\"a\\u0000b\",\"qty\":1,\"tags\":[]}", NULL), 400, "malformed-json", NULL);
+  const char *form[] = {"Content-Type: text/plain", NULL};
+  problem(call("POST", "/echo", "{}", form), 415, "unsupported-media-type", NULL);
+}
+
+static void test_body_limit(void **state) {
+  static char big[6000];
+  memset(big, ' ', sizeof(big) - 1);
+  big[0] = '{';
+  big[sizeof(big) - 2] = '}';
+  problem(call("POST", "/echo", big, NULL), 413, "payload-too-large", NULL);
+}
+
+static void test_routing(void **state) {
+  ps_response_t r = call("GET", "/things/a%20b?limit=5", NULL, NULL);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "{\"id\":\"a b\",\"limit\":5}");
+  problem(call("GET", "/things/x?limit=0", NULL, NULL), 400, "bad-query", "limit");
+  problem(call("GET", "/things/x?limit=abc", NULL, NULL), 400, "bad-query", "limit");
+  problem(call("GET", "/things/a%00b", NULL, NULL), 404, "not-found", NULL);
+  problem(call("GET", "/nowhere", NULL, NULL), 404, "not-found", NULL);
+  problem(call("DELETE", "/things/1", NULL, NULL), 405, "method-not-allowed", NULL);
+  problem(call("GET", "/silent", NULL, NULL), 500, "internal", NULL);
+}
+
+static void test_probes_and_ids(void **state) {
+  ps_response_t r = call("GET", "/healthz", NULL, NULL);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(call("GET", "/readyz", NULL, NULL).status, 200);
+  r = call("GET", "/metrics", NULL, NULL);
+  assert_int_equal(r.status, 200);
+  assert_non_null(strstr(r.body, "polyshop_http_requests_total{service=\"test\",method=\"POST\",route=\"/echo\",status=\"400\"}"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_good_body), cmocka_unit_test(test_bad_bodies),
+      cmocka_unit_test(test_body_limit), cmocka_unit_test(test_routing),
+      cmocka_unit_test(test_probes_and_ids)};
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
