@@ -1,0 +1,155 @@
+/* main.c - the product service: configuration from the environment, the store (migrated and,
+ * when asked, filled with the demo catalog before the first request), one store connection
+ * per event-loop thread, and the reservation sweeper on one of those loops. */
+#include <event2/event.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "polyshop/alloc.h"
+#include "polyshop/config.h"
+#include "polyshop/error.h"
+#include "polyshop/http.h"
+#include "polyshop/log.h"
+#include "polyshop/metrics.h"
+#include "polyshop/sqlite.h"
+#include "product.h"
+#include "store.h"
+
+int product_store_migrate(const char *url) {
+  const char *path = ps_sqlite_url_path(url);
+  if (path) return product_sqlite_migrate(path);
+  ps_log_error("PRODUCT_STORE=%s: only sqlite:// stores are built in", url);
+  return PS_ECONFIG;
+}
+
+int product_store_open(const char *url, product_store_t **out) {
+  const char *path = ps_sqlite_url_path(url);
+  if (path) return product_sqlite_open(path, out);
+  return PS_ECONFIG;
+}
+
+void product_sweep(product_store_t *s) {
+  /* Bounded batches keep each write transaction short; a backlog is finished over a few
+   * ticks instead of holding the write lock. */
+  for (int round = 0; round < 10; round++) {
+    int count = 0;
+    int rc = s->ops->sweep(s, (int64_t)time(NULL), 200, &count);
+    if (rc) {
+      ps_log_warn("reservation sweep failed: %s", ps_strerror(rc));
+      return;
+    }
+    if (count) ps_log_info("sweeper returned the stock of %d expired reservations", count);
+    if (count < 200) return;
+  }
+}
+
+static void sweep_cb(evutil_socket_t fd, short what, void *arg) {
+  product_thread_t *t = arg;
+  product_sweep(t->store);
+}
+
+static atomic_int sweeper_taken;
+
+static void *thread_init(void *ctx) {
+  const product_service_t *svc = ctx;
+  product_thread_t *t = ps_calloc(1, sizeof(*t));
+  int rc = product_store_open(svc->store_url, &t->store);
+  if (rc) {
+    ps_log(PS_LOG_FATAL, NULL, "cannot open the product store: %s", ps_strerror(rc));
+    abort();
+  }
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&sweeper_taken, &expected, 1)) {
+    t->sweep_ev = event_new(ps_server_thread_base(), -1, EV_PERSIST, sweep_cb, t);
+    struct timeval tv = {(time_t)(svc->sweep_interval_ms / 1000),
+                         (suseconds_t)(svc->sweep_interval_ms % 1000) * 1000};
+    event_add(t->sweep_ev, &tv);
+  }
+  return t;
+}
+
+static void thread_cleanup(void *thread_ctx) {
+  product_thread_t *t = thread_ctx;
+  if (!t) return;
+  if (t->sweep_ev) event_free(t->sweep_ev);
+  if (t->store) t->store->ops->close(t->store);
+  ps_free(t);
+}
+
+static int ready(void *ctx, void *thread_ctx) {
+  product_thread_t *t = thread_ctx;
+  return t->store->ops->ping(t->store);
+}
+
+/* Loads the demo catalog when asked and the store has no product yet. */
+static int maybe_load_demo(const product_service_t *svc, int size) {
+  product_store_t *s;
+  int rc = product_store_open(svc->store_url, &s);
+  if (rc) return rc;
+  int64_t n = 0;
+  rc = s->ops->product_count(s, &n);
+  if (rc == 0 && n == 0) {
+    unsigned long long t0 = ps_now_ns();
+    rc = product_demo_load(s, size, 20261124u);
+    if (rc == 0)
+      ps_log_info("loaded the demo catalog: %d products in %.0f ms", size,
+                  (double)(ps_now_ns() - t0) / 1e6);
+  } else if (rc == 0) {
+    ps_log_info("demo catalog not loaded: the store already has %lld products", (long long)n);
+  }
+  s->ops->close(s);
+  return rc;
+}
+
+int main(void) {
+  ps_config_t cfg;
+  ps_config_init(&cfg);
+  const char *level_name = ps_config_str(&cfg, "POLYSHOP_LOG_LEVEL", "info");
+  ps_log_level_t level = PS_LOG_INFO;
+  if (ps_log_level_parse(level_name, &level))
+    ps_config_error(&cfg, "POLYSHOP_LOG_LEVEL must be debug, info, warn or error");
+  ps_log_init("product", level);
+
+  product_service_t svc;
+  memset(&svc, 0, sizeof(svc));
+  const char *data_dir = ps_config_str(&cfg, "POLYSHOP_DATA_DIR", "./data");
+  char default_url[4096];
+  snprintf(default_url, sizeof(default_url), "sqlite://%s/product.db", data_dir);
+  svc.store_url = ps_config_str(&cfg, "PRODUCT_STORE", default_url);
+  if (!ps_sqlite_url_path(svc.store_url))
+    ps_config_error(&cfg, "PRODUCT_STORE must be a sqlite:// URL (e.g. sqlite:///var/lib/"
+                          "polyshop/product.db); MongoDB is not built into this binary");
+  svc.internal_token = ps_config_str(&cfg, "POLYSHOP_INTERNAL_TOKEN", NULL);
+  if (svc.internal_token && strlen(svc.internal_token) < 16)
+    ps_config_error(&cfg, "POLYSHOP_INTERNAL_TOKEN must have at least 16 characters");
+  svc.sweep_interval_ms = ps_config_int(&cfg, "PRODUCT_SWEEP_INTERVAL_MS", 5000, 50, 3600000);
+  int demo = ps_config_bool(&cfg, "PRODUCT_DEMO_CATALOG", 0);
+  int demo_size = (int)ps_config_int(&cfg, "PRODUCT_DEMO_SIZE", 1200, 1, 1000000);
+  char err[256];
+  if (ps_jwt_keys_from_env(&svc.keys, err, sizeof(err))) ps_config_error(&cfg, "%s", err);
+  ps_server_config_t scfg;
+  ps_server_config_from_env(&scfg, &cfg, "127.0.0.1:8102");
+  ps_config_exit_on_error(&cfg);
+
+  if (product_store_migrate(svc.store_url)) return 1;
+  if (demo && maybe_load_demo(&svc, demo_size)) {
+    ps_log_error("loading the demo catalog failed");
+    return 1;
+  }
+
+  ps_service_t service = {
+      .name = "product",
+      .routes = product_routes,
+      .nroutes = product_nroutes,
+      .ctx = &svc,
+      .thread_init_cb = thread_init,
+      .thread_cleanup_cb = thread_cleanup,
+      .ready_cb = ready,
+      .jwt_keys = &svc.keys,
+  };
+  int rc = ps_server_run(&service, &scfg);
+  return rc ? 1 : 0;
+}

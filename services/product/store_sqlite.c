@@ -1,0 +1,1032 @@
+/* store_sqlite.c - the product store on an embedded SQLite file (see store.h).
+ *
+ * One connection per event-loop thread (WAL, so readers never wait for the writer). Products
+ * are rows with their free-form attributes as JSON text, filtered with json_each/json_extract;
+ * product and variant SKUs share one unique table; documents are assembled by SQLite's JSON
+ * functions so a read is one statement and no re-encoding. Every write runs in one
+ * BEGIN IMMEDIATE transaction that also appends its outbox events; stock is decremented with
+ * "UPDATE ... WHERE stock >= ?", and a CHECK (stock >= 0) backs that up, so stock cannot go
+ * below zero whatever the interleaving of threads or processes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "polyshop/alloc.h"
+#include "polyshop/error.h"
+#include "polyshop/json.h"
+#include "polyshop/log.h"
+#include "polyshop/metrics.h"
+#include "polyshop/sqlite.h"
+#include "store.h"
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS categories ("
+    " slug TEXT PRIMARY KEY, name TEXT NOT NULL, parent TEXT REFERENCES categories(slug));"
+    "CREATE INDEX IF NOT EXISTS categories_parent ON categories(parent);"
+    "CREATE TABLE IF NOT EXISTS products ("
+    " id TEXT PRIMARY KEY, sku TEXT NOT NULL UNIQUE, name TEXT NOT NULL COLLATE NOCASE,"
+    " description TEXT NOT NULL, kind TEXT NOT NULL, brand TEXT NOT NULL COLLATE NOCASE,"
+    " category TEXT NOT NULL, price INTEGER NOT NULL CHECK (price >= 0),"
+    " currency TEXT NOT NULL, stock INTEGER NOT NULL CHECK (stock >= 0),"
+    " attributes TEXT NOT NULL, images TEXT NOT NULL, popularity INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS products_price ON products(price, id);"
+    "CREATE INDEX IF NOT EXISTS products_name ON products(name, id);"
+    "CREATE INDEX IF NOT EXISTS products_newest ON products(created_ms, id);"
+    "CREATE INDEX IF NOT EXISTS products_popularity ON products(popularity, id);"
+    "CREATE INDEX IF NOT EXISTS products_brand ON products(brand, price);"
+    "CREATE INDEX IF NOT EXISTS products_category ON products(category, created_ms);"
+    /* Product and variant SKUs in one key space: a SKU names exactly one sellable thing. */
+    "CREATE TABLE IF NOT EXISTS skus (sku TEXT PRIMARY KEY, product_id TEXT NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS skus_product ON skus(product_id);"
+    "CREATE TABLE IF NOT EXISTS variants ("
+    " product_id TEXT NOT NULL REFERENCES products(id) ON DELETE CASCADE,"
+    " position INTEGER NOT NULL, sku TEXT NOT NULL UNIQUE, attributes TEXT NOT NULL,"
+    " stock INTEGER NOT NULL CHECK (stock >= 0), price INTEGER CHECK (price >= 0),"
+    " PRIMARY KEY (product_id, position));"
+    "CREATE TABLE IF NOT EXISTS reservations ("
+    " id TEXT PRIMARY KEY, status TEXT NOT NULL, items_key TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS reservations_held ON reservations(expires_at)"
+    " WHERE status = 'held';"
+    "CREATE TABLE IF NOT EXISTS reservation_items ("
+    " reservation_id TEXT NOT NULL, idx INTEGER NOT NULL, product_id TEXT NOT NULL,"
+    " variant TEXT, quantity INTEGER NOT NULL, price INTEGER NOT NULL, currency TEXT NOT NULL,"
+    " PRIMARY KEY (reservation_id, idx)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, product_id TEXT NOT NULL,"
+    " payload TEXT NOT NULL, created_at INTEGER NOT NULL);";
+
+/* The product document, assembled by SQLite (p is the products row). Subquery results lose
+ * their JSON subtype, hence json() around them. */
+#define DOC_SQL                                                                               \
+  "json_object('id',p.id,'sku',p.sku,'name',p.name,'description',p.description,"             \
+  "'kind',p.kind,'brand',p.brand,'category',p.category,'price',p.price,"                      \
+  "'currency',p.currency,'stock',p.stock,'attributes',json(p.attributes),"                    \
+  "'variants',json((SELECT json_group_array(CASE WHEN v.price IS NULL"                        \
+  " THEN json_object('sku',v.sku,'attributes',json(v.attributes),'stock',v.stock)"            \
+  " ELSE json_object('sku',v.sku,'attributes',json(v.attributes),'stock',v.stock,"            \
+  "'price',v.price) END) FROM (SELECT * FROM variants WHERE product_id = p.id"                \
+  " ORDER BY position) v)),"                                                                  \
+  "'images',json(p.images),'popularity',p.popularity,'created_at',p.created_ms / 1000,"       \
+  "'updated_at',p.updated_at)"
+
+#define RESERVATION_SQL                                                                       \
+  "SELECT json_object('reservation_id',r.id,'status',"                                        \
+  " CASE WHEN r.status = 'held' AND r.expires_at <= ?2 THEN 'expired' ELSE r.status END,"     \
+  " 'created_at',r.created_at,'expires_at',r.expires_at,'items',json((SELECT"                 \
+  " json_group_array(json_object('product_id',i.product_id,'variant',i.variant,"              \
+  " 'quantity',i.quantity,'price',i.price,'currency',i.currency)) FROM (SELECT * FROM"        \
+  " reservation_items WHERE reservation_id = r.id ORDER BY idx) i)))"                          \
+  " FROM reservations r WHERE r.id = ?1"
+
+enum {
+  Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PING,
+  Q_CAT_EXISTS, Q_CAT_PUT, Q_CAT_ALL,
+  Q_GET, Q_EXISTS, Q_COUNT, Q_HAS_VARIANTS,
+  Q_SKU_ADD, Q_SKU_DEL_PRODUCT, Q_SKU_DEL,
+  Q_INSERT, Q_VARIANT_ADD, Q_VARIANTS_DEL, Q_STOCK_SUM, Q_DELETE,
+  Q_OUTBOX_DOC, Q_OUTBOX_RAW, Q_OUTBOX_READ,
+  Q_ITEM_PRODUCT, Q_TAKE_PRODUCT, Q_TAKE_VARIANT, Q_VARIANT_INFO, Q_PRODUCT_STOCK,
+  Q_RES_GET, Q_RES_INSERT, Q_RES_ITEM, Q_RES_DOC, Q_RES_ITEMS, Q_RES_STATUS,
+  Q_GIVE_PRODUCT, Q_GIVE_VARIANT, Q_POPULARITY, Q_EXPIRED,
+  Q__COUNT
+};
+
+static const char *const sql[Q__COUNT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_PING] = "SELECT 1",
+    [Q_CAT_EXISTS] = "SELECT 1 FROM categories WHERE slug = ?",
+    [Q_CAT_PUT] = "INSERT INTO categories(slug, name, parent) VALUES(?, ?, ?)"
+                  " ON CONFLICT(slug) DO UPDATE SET name = excluded.name, parent = excluded.parent",
+    [Q_CAT_ALL] = "SELECT slug, name, parent FROM categories ORDER BY name, slug",
+    [Q_GET] = "SELECT " DOC_SQL " FROM products p WHERE p.id = ?",
+    [Q_EXISTS] = "SELECT sku FROM products WHERE id = ?",
+    [Q_COUNT] = "SELECT count(*) FROM products",
+    [Q_HAS_VARIANTS] = "SELECT count(*) FROM variants WHERE product_id = ?",
+    [Q_SKU_ADD] = "INSERT INTO skus(sku, product_id) VALUES(?, ?)",
+    [Q_SKU_DEL_PRODUCT] = "DELETE FROM skus WHERE product_id = ?",
+    [Q_SKU_DEL] = "DELETE FROM skus WHERE sku = ?",
+    [Q_INSERT] = "INSERT INTO products(id, sku, name, description, kind, brand, category, price,"
+                 " currency, stock, attributes, images, popularity, created_ms, updated_at)"
+                 " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    [Q_VARIANT_ADD] = "INSERT INTO variants(product_id, position, sku, attributes, stock, price)"
+                      " VALUES(?,?,?,?,?,?)",
+    [Q_VARIANTS_DEL] = "DELETE FROM variants WHERE product_id = ?",
+    [Q_STOCK_SUM] = "UPDATE products SET stock = (SELECT coalesce(sum(stock), 0) FROM variants"
+                    " WHERE product_id = ?1) WHERE id = ?1",
+    [Q_DELETE] = "DELETE FROM products WHERE id = ?",
+    [Q_OUTBOX_DOC] = "INSERT INTO outbox(type, product_id, payload, created_at)"
+                     " SELECT ?1, p.id, " DOC_SQL ", ?3 FROM products p WHERE p.id = ?2",
+    [Q_OUTBOX_RAW] = "INSERT INTO outbox(type, product_id, payload, created_at)"
+                     " VALUES(?1, ?2, ?4, ?3)",
+    [Q_OUTBOX_READ] = "SELECT json_group_array(json_object('seq',seq,'type',type,"
+                      "'product_id',product_id,'payload',json(payload),'created_at',created_at))"
+                      " FROM (SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?)",
+    [Q_ITEM_PRODUCT] = "SELECT p.price, p.currency, (SELECT count(*) FROM variants v"
+                       " WHERE v.product_id = p.id) FROM products p WHERE p.id = ?",
+    /* The atomic step of a reservation: it changes a row only when enough stock is left. */
+    [Q_TAKE_PRODUCT] = "UPDATE products SET stock = stock - ?2, updated_at = ?3"
+                       " WHERE id = ?1 AND stock >= ?2",
+    [Q_TAKE_VARIANT] = "UPDATE variants SET stock = stock - ?3"
+                       " WHERE product_id = ?1 AND sku = ?2 AND stock >= ?3",
+    [Q_VARIANT_INFO] = "SELECT v.stock, coalesce(v.price, p.price) FROM variants v"
+                       " JOIN products p ON p.id = v.product_id"
+                       " WHERE v.product_id = ? AND v.sku = ?",
+    [Q_PRODUCT_STOCK] = "SELECT stock FROM products WHERE id = ?",
+    [Q_RES_GET] = "SELECT status, items_key, expires_at FROM reservations WHERE id = ?",
+    [Q_RES_INSERT] = "INSERT INTO reservations(id, status, items_key, created_at, expires_at,"
+                     " updated_at) VALUES(?1, 'held', ?2, ?3, ?4, ?3)",
+    [Q_RES_ITEM] = "INSERT INTO reservation_items(reservation_id, idx, product_id, variant,"
+                   " quantity, price, currency) VALUES(?,?,?,?,?,?,?)",
+    [Q_RES_DOC] = RESERVATION_SQL,
+    [Q_RES_ITEMS] = "SELECT product_id, variant, quantity FROM reservation_items"
+                    " WHERE reservation_id = ? ORDER BY idx",
+    [Q_RES_STATUS] = "UPDATE reservations SET status = ?2, updated_at = ?3 WHERE id = ?1",
+    [Q_GIVE_PRODUCT] = "UPDATE products SET stock = stock + ?2, updated_at = ?3 WHERE id = ?1",
+    [Q_GIVE_VARIANT] = "UPDATE variants SET stock = stock + ?3 WHERE product_id = ?1 AND sku = ?2",
+    [Q_POPULARITY] = "UPDATE products SET popularity = popularity + ?2 WHERE id = ?1",
+    [Q_EXPIRED] = "SELECT id FROM reservations WHERE status = 'held' AND expires_at <= ?"
+                  " ORDER BY expires_at LIMIT ?",
+};
+
+typedef struct {
+  product_store_t base;
+  sqlite3 *db;
+  sqlite3_stmt *st[Q__COUNT];
+} sqlite_store_t;
+
+/* Wall-clock milliseconds: the "newest" order of products created within one second. */
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static sqlite_store_t *S(product_store_t *s) { return (sqlite_store_t *)s; }
+
+/* Returns statement q reset and with its bindings cleared, ready to bind. */
+static sqlite3_stmt *stmt(product_store_t *s, int q) {
+  sqlite3_stmt *st = S(s)->st[q];
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return st;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v) {
+  if (v)
+    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+static int log_err(product_store_t *s, int rc, const char *what) {
+  int err = ps_sqlite_err(rc);
+  if (err && err != PS_EEXISTS)
+    ps_log_error("sqlite: %s: %s", what, sqlite3_errmsg(S(s)->db));
+  return err;
+}
+
+/* Runs a statement that returns no rows. */
+static int exec_done(product_store_t *s, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  int err = rc == SQLITE_DONE ? 0 : log_err(s, rc, sqlite3_sql(st));
+  sqlite3_reset(st);
+  return err;
+}
+
+/* Steps once: 1 with a row, 0 without, or a PS_E* code. The caller resets. */
+static int step_row(product_store_t *s, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) return 1;
+  if (rc == SQLITE_DONE) return 0;
+  return log_err(s, rc, sqlite3_sql(st));
+}
+
+static int tx_begin(product_store_t *s) { return exec_done(s, stmt(s, Q_BEGIN)); }
+static int tx_commit(product_store_t *s) { return exec_done(s, stmt(s, Q_COMMIT)); }
+static void tx_rollback(product_store_t *s) {
+  if (!sqlite3_get_autocommit(S(s)->db)) exec_done(s, stmt(s, Q_ROLLBACK));
+}
+/* Ends a transaction: commits when rc is 0 (a failed commit becomes the result), rolls back
+ * otherwise. */
+static int tx_end(product_store_t *s, int rc) {
+  if (rc == 0) rc = tx_commit(s);
+  if (rc) tx_rollback(s);
+  return rc;
+}
+
+/* The single text column of a one-row query, copied into the arena. */
+static int one_text(product_store_t *s, ps_arena_t *a, sqlite3_stmt *st, char **out) {
+  int rc = step_row(s, st);
+  if (rc == 1) {
+    *out = ps_sqlite_text(a, st, 0);
+    rc = 0;
+  } else if (rc == 0) {
+    rc = PS_ENOTFOUND;
+  }
+  sqlite3_reset(st);
+  return rc;
+}
+
+/* --- basics ---------------------------------------------------------------------------- */
+
+static int sq_ping(product_store_t *s) {
+  sqlite3_stmt *st = stmt(s, Q_PING);
+  int rc = step_row(s, st);
+  sqlite3_reset(st);
+  return rc == 1 ? 0 : (rc ? rc : PS_ESTORE);
+}
+
+static void sq_close(product_store_t *s) {
+  if (!s) return;
+  for (int i = 0; i < Q__COUNT; i++) sqlite3_finalize(S(s)->st[i]);
+  sqlite3_close_v2(S(s)->db);
+  ps_free(s);
+}
+
+/* --- categories ------------------------------------------------------------------------ */
+
+static int sq_category_exists(product_store_t *s, const char *slug) {
+  sqlite3_stmt *st = stmt(s, Q_CAT_EXISTS);
+  bind_text(st, 1, slug);
+  int rc = step_row(s, st);
+  sqlite3_reset(st);
+  return rc == 1 ? 0 : (rc ? rc : PS_ENOTFOUND);
+}
+
+static int sq_category_put(product_store_t *s, const char *slug, const char *name,
+                           const char *parent) {
+  sqlite3_stmt *st = stmt(s, Q_CAT_PUT);
+  bind_text(st, 1, slug);
+  bind_text(st, 2, name);
+  bind_text(st, 3, parent);
+  return exec_done(s, st);
+}
+
+static int sq_categories_json(product_store_t *s, ps_arena_t *a, char **tree_json) {
+  sqlite3_stmt *st = stmt(s, Q_CAT_ALL);
+  json_t *nodes = json_object(); /* slug -> node */
+  json_t *order = json_array();  /* slugs in name order */
+  json_t *parents = json_object();
+  int rc;
+  while ((rc = step_row(s, st)) == 1) {
+    const char *slug = (const char *)sqlite3_column_text(st, 0);
+    json_t *node = json_pack("{s:s, s:s, s:[]}", "slug", slug, "name",
+                             (const char *)sqlite3_column_text(st, 1), "children");
+    json_object_set_new(nodes, slug, node);
+    json_array_append_new(order, json_string(slug));
+    if (sqlite3_column_type(st, 2) != SQLITE_NULL)
+      json_object_set_new(parents, slug, json_string((const char *)sqlite3_column_text(st, 2)));
+  }
+  sqlite3_reset(st);
+  json_t *roots = json_array();
+  if (rc == 0) {
+    size_t i;
+    json_t *slug;
+    json_array_foreach(order, i, slug) {
+      const char *k = json_string_value(slug);
+      json_t *node = json_object_get(nodes, k);
+      json_t *parent = json_object_get(nodes, json_string_value(json_object_get(parents, k)));
+      json_t *pslug = json_object_get(parents, k);
+      json_object_set(node, "parent", pslug ? pslug : json_null());
+      json_array_append(parent ? json_object_get(parent, "children") : roots, node);
+    }
+    *tree_json = ps_json_dump(a, roots);
+  }
+  json_decref(roots);
+  json_decref(nodes);
+  json_decref(order);
+  json_decref(parents);
+  return rc;
+}
+
+/* --- products -------------------------------------------------------------------------- */
+
+static int sq_product_get(product_store_t *s, ps_arena_t *a, const char *id, char **json) {
+  sqlite3_stmt *st = stmt(s, Q_GET);
+  bind_text(st, 1, id);
+  return one_text(s, a, st, json);
+}
+
+static int sq_product_count(product_store_t *s, int64_t *n) {
+  sqlite3_stmt *st = stmt(s, Q_COUNT);
+  int rc = step_row(s, st);
+  if (rc == 1) *n = sqlite3_column_int64(st, 0), rc = 0;
+  sqlite3_reset(st);
+  return rc;
+}
+
+static int outbox_doc(product_store_t *s, const char *type, const char *id, int64_t now) {
+  sqlite3_stmt *st = stmt(s, Q_OUTBOX_DOC);
+  bind_text(st, 1, type);
+  bind_text(st, 2, id);
+  sqlite3_bind_int64(st, 3, now);
+  return exec_done(s, st);
+}
+
+static int sku_add(product_store_t *s, const char *sku, const char *id) {
+  sqlite3_stmt *st = stmt(s, Q_SKU_ADD);
+  bind_text(st, 1, sku);
+  bind_text(st, 2, id);
+  return exec_done(s, st);
+}
+
+/* Replaces the variants of product id (their SKUs too) and recomputes its stock. */
+static int put_variants(product_store_t *s, const char *id, const product_in_t *in) {
+  int rc;
+  sqlite3_stmt *st;
+  /* Old variant SKUs leave the SKU table; the product's own SKU stays. */
+  char *del_sql = sqlite3_mprintf(
+      "DELETE FROM skus WHERE sku IN (SELECT sku FROM variants WHERE product_id = %Q)", id);
+  char *err = NULL;
+  rc = sqlite3_exec(S(s)->db, del_sql, NULL, NULL, &err);
+  sqlite3_free(del_sql);
+  if (rc != SQLITE_OK) {
+    ps_log_error("sqlite: deleting variant SKUs: %s", err ? err : "?");
+    sqlite3_free(err);
+    return PS_ESTORE;
+  }
+  st = stmt(s, Q_VARIANTS_DEL);
+  bind_text(st, 1, id);
+  if ((rc = exec_done(s, st))) return rc;
+  for (size_t i = 0; i < in->nvariants; i++) {
+    const variant_in_t *v = &in->variants[i];
+    if ((rc = sku_add(s, v->sku, id))) return rc;
+    st = stmt(s, Q_VARIANT_ADD);
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, (int64_t)i);
+    bind_text(st, 3, v->sku);
+    bind_text(st, 4, v->attributes);
+    sqlite3_bind_int64(st, 5, v->stock);
+    if (v->price >= 0)
+      sqlite3_bind_int64(st, 6, v->price);
+    else
+      sqlite3_bind_null(st, 6);
+    if ((rc = exec_done(s, st))) return rc;
+  }
+  if (in->nvariants) {
+    st = stmt(s, Q_STOCK_SUM);
+    bind_text(st, 1, id);
+    if ((rc = exec_done(s, st))) return rc;
+  }
+  return 0;
+}
+
+static int sq_product_create(product_store_t *s, ps_arena_t *a, const char *id,
+                             const product_in_t *in, int64_t now, char **json) {
+  int rc = tx_begin(s);
+  if (rc) return rc;
+  if ((rc = sku_add(s, in->sku, id))) goto out;
+  sqlite3_stmt *st = stmt(s, Q_INSERT);
+  bind_text(st, 1, id);
+  bind_text(st, 2, in->sku);
+  bind_text(st, 3, in->name);
+  bind_text(st, 4, in->description ? in->description : "");
+  bind_text(st, 5, in->kind);
+  bind_text(st, 6, in->brand);
+  bind_text(st, 7, in->category);
+  sqlite3_bind_int64(st, 8, in->price);
+  bind_text(st, 9, in->currency);
+  sqlite3_bind_int64(st, 10, in->stock);
+  bind_text(st, 11, in->attributes ? in->attributes : "{}");
+  bind_text(st, 12, in->images ? in->images : "[]");
+  sqlite3_bind_int64(st, 13, (in->fields & PF_POPULARITY) ? in->popularity : 0);
+  sqlite3_bind_int64(st, 14, in->created_ms ? in->created_ms : now_ms());
+  sqlite3_bind_int64(st, 15, now);
+  if ((rc = exec_done(s, st))) goto out;
+  if (in->nvariants && (rc = put_variants(s, id, in))) goto out;
+  if ((rc = outbox_doc(s, "product.created", id, now))) goto out;
+  rc = sq_product_get(s, a, id, json);
+out:
+  return tx_end(s, rc);
+}
+
+static int sq_product_update(product_store_t *s, ps_arena_t *a, const char *id,
+                             const product_in_t *in, int64_t now, char **json,
+                             const char **why) {
+  *why = NULL;
+  int rc = tx_begin(s);
+  if (rc) return rc;
+  sqlite3_stmt *st = stmt(s, Q_EXISTS);
+  bind_text(st, 1, id);
+  char *old_sku = NULL;
+  if ((rc = one_text(s, a, st, &old_sku))) goto out;
+  st = stmt(s, Q_HAS_VARIANTS);
+  bind_text(st, 1, id);
+  int64_t nvariants = 0;
+  if ((rc = step_row(s, st)) == 1) nvariants = sqlite3_column_int64(st, 0), rc = 0;
+  sqlite3_reset(st);
+  if (rc) goto out;
+  if ((in->fields & PF_STOCK) && nvariants && !((in->fields & PF_VARIANTS) && !in->nvariants)) {
+    *why = "this product has variants: its stock is theirs; change each variant's stock";
+    rc = PS_EINVAL;
+    goto out;
+  }
+  if ((in->fields & PF_SKU) && strcmp(old_sku, in->sku) != 0) {
+    st = stmt(s, Q_SKU_DEL);
+    bind_text(st, 1, old_sku);
+    if ((rc = exec_done(s, st)) || (rc = sku_add(s, in->sku, id))) goto out;
+  }
+  /* Only the fields given are written, so a PATCH never overwrites a stock level that a
+   * reservation changed in the meantime. */
+  static const struct {
+    unsigned bit;
+    const char *col;
+  } cols[] = {{PF_SKU, "sku"},         {PF_NAME, "name"},
+              {PF_DESCRIPTION, "description"}, {PF_KIND, "kind"},
+              {PF_BRAND, "brand"},     {PF_CATEGORY, "category"},
+              {PF_PRICE, "price"},     {PF_CURRENCY, "currency"},
+              {PF_STOCK, "stock"},     {PF_ATTRIBUTES, "attributes"},
+              {PF_IMAGES, "images"},   {PF_POPULARITY, "popularity"}};
+  char buf[1024];
+  size_t used = (size_t)snprintf(buf, sizeof(buf), "UPDATE products SET updated_at = ?1");
+  int nb = 2;
+  for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
+    if (in->fields & cols[i].bit)
+      used += (size_t)snprintf(buf + used, sizeof(buf) - used, ", %s = ?%d", cols[i].col, nb++);
+  snprintf(buf + used, sizeof(buf) - used, " WHERE id = ?%d", nb);
+  sqlite3_stmt *up = NULL;
+  if (sqlite3_prepare_v2(S(s)->db, buf, -1, &up, NULL) != SQLITE_OK) {
+    rc = log_err(s, sqlite3_errcode(S(s)->db), "preparing an update");
+    goto out;
+  }
+  sqlite3_bind_int64(up, 1, now);
+  nb = 2;
+  for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+    if (!(in->fields & cols[i].bit)) continue;
+    switch (cols[i].bit) {
+      case PF_SKU: bind_text(up, nb, in->sku); break;
+      case PF_NAME: bind_text(up, nb, in->name); break;
+      case PF_DESCRIPTION: bind_text(up, nb, in->description ? in->description : ""); break;
+      case PF_KIND: bind_text(up, nb, in->kind); break;
+      case PF_BRAND: bind_text(up, nb, in->brand); break;
+      case PF_CATEGORY: bind_text(up, nb, in->category); break;
+      case PF_PRICE: sqlite3_bind_int64(up, nb, in->price); break;
+      case PF_CURRENCY: bind_text(up, nb, in->currency); break;
+      case PF_STOCK: sqlite3_bind_int64(up, nb, in->stock); break;
+      case PF_ATTRIBUTES: bind_text(up, nb, in->attributes); break;
+      case PF_IMAGES: bind_text(up, nb, in->images); break;
+      case PF_POPULARITY: sqlite3_bind_int64(up, nb, in->popularity); break;
+    }
+    nb++;
+  }
+  bind_text(up, nb, id);
+  rc = exec_done(s, up);
+  sqlite3_finalize(up);
+  if (rc) goto out;
+  if ((in->fields & PF_VARIANTS) && (rc = put_variants(s, id, in))) goto out;
+  if ((rc = outbox_doc(s, "product.updated", id, now))) goto out;
+  if ((in->fields & (PF_STOCK | PF_VARIANTS)) &&
+      (rc = outbox_doc(s, "product.stock_changed", id, now)))
+    goto out;
+  rc = sq_product_get(s, a, id, json);
+out:
+  return tx_end(s, rc);
+}
+
+static int sq_product_delete(product_store_t *s, const char *id, int64_t now) {
+  int rc = tx_begin(s);
+  if (rc) return rc;
+  sqlite3_stmt *st = stmt(s, Q_SKU_DEL_PRODUCT);
+  bind_text(st, 1, id);
+  if ((rc = exec_done(s, st))) goto out;
+  st = stmt(s, Q_DELETE);
+  bind_text(st, 1, id);
+  if ((rc = exec_done(s, st))) goto out;
+  if (sqlite3_changes(S(s)->db) == 0) {
+    rc = PS_ENOTFOUND;
+    goto out;
+  }
+  char payload[128];
+  snprintf(payload, sizeof(payload), "{\"id\":\"%.64s\"}", id); /* ids are UUIDs: no escaping */
+  st = stmt(s, Q_OUTBOX_RAW);
+  bind_text(st, 1, "product.deleted");
+  bind_text(st, 2, id);
+  sqlite3_bind_int64(st, 3, now);
+  bind_text(st, 4, payload);
+  rc = exec_done(s, st);
+out:
+  return tx_end(s, rc);
+}
+
+/* Appends s to a growing SQL text in the arena. */
+typedef struct {
+  ps_arena_t *a;
+  char *buf;
+  size_t len, cap;
+} sqlbuf_t;
+
+static void sb_add(sqlbuf_t *b, const char *s) {
+  size_t n = strlen(s);
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = (b->cap ? b->cap * 2 : 1024) + n;
+    char *nb = ps_arena_alloc(b->a, cap);
+    if (b->len) memcpy(nb, b->buf, b->len);
+    b->buf = nb;
+    b->cap = cap;
+  }
+  memcpy(b->buf + b->len, s, n + 1);
+  b->len += n;
+}
+
+/* Escapes LIKE wildcards so that q is matched as a plain substring. */
+static char *like_pattern(ps_arena_t *a, const char *q) {
+  size_t n = strlen(q);
+  char *out = ps_arena_alloc(a, n * 2 + 3), *o = out;
+  *o++ = '%';
+  for (const char *p = q; *p; p++) {
+    if (*p == '%' || *p == '_' || *p == '\\') *o++ = '\\';
+    *o++ = *p;
+  }
+  *o++ = '%';
+  *o = '\0';
+  return out;
+}
+
+static const char *sort_column(sort_t s) {
+  switch (s) {
+    case SORT_PRICE:
+    case SORT_PRICE_DESC: return "p.price";
+    case SORT_NAME: return "p.name";
+    case SORT_POPULARITY: return "p.popularity";
+    case SORT_NEWEST: break;
+  }
+  return "p.created_ms";
+}
+
+static int sort_desc(sort_t s) {
+  return s == SORT_PRICE_DESC || s == SORT_NEWEST || s == SORT_POPULARITY;
+}
+
+/* Binds an attribute value both as text and, when it reads as one, as a number or boolean,
+ * since "attr.memory=8" should match {"memory": 8} as well as {"memory": "8"}. */
+static void bind_attr_value(sqlite3_stmt *st, int i, const char *v) {
+  bind_text(st, i, v);
+  char *end;
+  if (strcmp(v, "true") == 0) {
+    sqlite3_bind_int(st, i + 1, 1);
+  } else if (strcmp(v, "false") == 0) {
+    sqlite3_bind_int(st, i + 1, 0);
+  } else if (*v) {
+    long long n = strtoll(v, &end, 10);
+    if (!*end) {
+      sqlite3_bind_int64(st, i + 1, n);
+      return;
+    }
+    double d = strtod(v, &end);
+    if (!*end)
+      sqlite3_bind_double(st, i + 1, d);
+    else
+      bind_text(st, i + 1, v);
+  } else {
+    bind_text(st, i + 1, v);
+  }
+}
+
+static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_query_t *q,
+                           product_row_t **rows, size_t *nrows) {
+  sqlbuf_t b = {a, NULL, 0, 0};
+  const char *col = sort_column(q->sort);
+  int desc = sort_desc(q->sort);
+  sb_add(&b, "SELECT " DOC_SQL ", p.id, ");
+  sb_add(&b, col);
+  sb_add(&b, " FROM products p WHERE 1");
+  if (q->q) sb_add(&b, " AND (p.name LIKE :q ESCAPE '\\' OR p.brand LIKE :q ESCAPE '\\')");
+  if (q->category)
+    sb_add(&b, " AND p.category IN (WITH RECURSIVE sub(slug) AS (SELECT :cat UNION"
+               " SELECT c.slug FROM categories c JOIN sub ON c.parent = sub.slug)"
+               " SELECT slug FROM sub)");
+  if (q->brand) sb_add(&b, " AND p.brand = :brand");
+  if (q->price_min >= 0) sb_add(&b, " AND p.price >= :pmin");
+  if (q->price_max >= 0) sb_add(&b, " AND p.price <= :pmax");
+  if (q->in_stock) sb_add(&b, " AND p.stock > 0");
+  for (int i = 0; i < q->nattrs; i++) {
+    /* The name is checked to be [A-Za-z0-9_]{1,64}, so it can sit inside the path literal;
+     * the value is always a bound parameter. json_each covers scalars and arrays (a food's
+     * ingredients); variants carry their own attributes (a shirt's sizes). */
+    char *part = ps_arena_sprintf(
+        a,
+        " AND (EXISTS (SELECT 1 FROM json_each(p.attributes, '$.%s') j WHERE j.value IN"
+        " (:a%dt, :a%dn)) OR EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id"
+        " AND json_extract(v.attributes, '$.%s') IN (:a%dt, :a%dn)))",
+        q->attrs[i].name, i, i, q->attrs[i].name, i, i);
+    sb_add(&b, part);
+  }
+  if (q->has_cursor)
+    sb_add(&b, ps_arena_sprintf(a, " AND (%s, p.id) %s (:ck, :cid)", col, desc ? "<" : ">"));
+  sb_add(&b, ps_arena_sprintf(a, " ORDER BY %s %s, p.id %s LIMIT :limit", col,
+                              desc ? "DESC" : "ASC", desc ? "DESC" : "ASC"));
+
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(S(s)->db, b.buf, -1, &st, NULL) != SQLITE_OK)
+    return log_err(s, sqlite3_errcode(S(s)->db), "preparing a listing");
+  if (q->q) bind_text(st, sqlite3_bind_parameter_index(st, ":q"), like_pattern(a, q->q));
+  if (q->category) bind_text(st, sqlite3_bind_parameter_index(st, ":cat"), q->category);
+  if (q->brand) bind_text(st, sqlite3_bind_parameter_index(st, ":brand"), q->brand);
+  if (q->price_min >= 0)
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":pmin"), q->price_min);
+  if (q->price_max >= 0)
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":pmax"), q->price_max);
+  for (int i = 0; i < q->nattrs; i++) {
+    char name[16];
+    snprintf(name, sizeof(name), ":a%dt", i);
+    bind_attr_value(st, sqlite3_bind_parameter_index(st, name), q->attrs[i].value);
+  }
+  if (q->has_cursor) {
+    int k = sqlite3_bind_parameter_index(st, ":ck");
+    if (product_sort_key_is_text(q->sort))
+      bind_text(st, k, q->cursor.key_s);
+    else
+      sqlite3_bind_int64(st, k, q->cursor.key_i);
+    bind_text(st, sqlite3_bind_parameter_index(st, ":cid"), q->cursor.id);
+  }
+  sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":limit"), q->limit + 1);
+
+  size_t cap = (size_t)q->limit + 1, n = 0;
+  product_row_t *out = ps_arena_alloc(a, cap * sizeof(*out));
+  int rc;
+  while ((rc = step_row(s, st)) == 1 && n < cap) {
+    out[n].json = ps_sqlite_text(a, st, 0);
+    out[n].id = ps_sqlite_text(a, st, 1);
+    if (product_sort_key_is_text(q->sort))
+      out[n].key_s = ps_sqlite_text(a, st, 2);
+    else
+      out[n].key_i = sqlite3_column_int64(st, 2);
+    n++;
+  }
+  sqlite3_finalize(st);
+  if (rc < 0) return rc;
+  *rows = out;
+  *nrows = n;
+  return 0;
+}
+
+static int sq_product_lookup(product_store_t *s, ps_arena_t *a, const char *const *ids,
+                             size_t n, char **items_json, char **missing_json) {
+  sqlbuf_t b = {a, NULL, 0, 0};
+  json_t *missing = json_array();
+  int rc = 0, first = 1;
+  sb_add(&b, "[");
+  for (size_t i = 0; i < n && !rc; i++) {
+    char *doc;
+    rc = sq_product_get(s, a, ids[i], &doc);
+    if (rc == PS_ENOTFOUND) {
+      json_array_append_new(missing, json_string(ids[i]));
+      rc = 0;
+      continue;
+    }
+    if (rc) break;
+    if (!first) sb_add(&b, ",");
+    sb_add(&b, doc);
+    first = 0;
+  }
+  sb_add(&b, "]");
+  *items_json = b.buf;
+  *missing_json = ps_json_dump(a, missing);
+  json_decref(missing);
+  return rc;
+}
+
+/* --- reservations ---------------------------------------------------------------------- */
+
+static int reservation_doc(product_store_t *s, ps_arena_t *a, const char *id, int64_t now,
+                           char **json) {
+  sqlite3_stmt *st = stmt(s, Q_RES_DOC);
+  bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, now);
+  return one_text(s, a, st, json);
+}
+
+/* Reads a reservation's status ("held", "committed", "released", "expired") and expiry. */
+static int reservation_state(product_store_t *s, ps_arena_t *a, const char *id, char **status,
+                             char **items_key, int64_t *expires_at) {
+  sqlite3_stmt *st = stmt(s, Q_RES_GET);
+  bind_text(st, 1, id);
+  int rc = step_row(s, st);
+  if (rc == 1) {
+    *status = ps_sqlite_text(a, st, 0);
+    if (items_key) *items_key = ps_sqlite_text(a, st, 1);
+    if (expires_at) *expires_at = sqlite3_column_int64(st, 2);
+    rc = 0;
+  } else if (rc == 0) {
+    rc = PS_ENOTFOUND;
+  }
+  sqlite3_reset(st);
+  return rc;
+}
+
+/* The canonical text of a reservation's items: the same request gives the same key. */
+static char *items_key(ps_arena_t *a, const reservation_item_t *items, size_t n) {
+  sqlbuf_t b = {a, NULL, 0, 0};
+  sb_add(&b, "");
+  for (size_t i = 0; i < n; i++)
+    sb_add(&b, ps_arena_sprintf(a, "%s\x1f%s\x1f%lld\x1e", items[i].product_id,
+                                items[i].variant ? items[i].variant : "",
+                                (long long)items[i].quantity));
+  return b.buf;
+}
+
+static int set_status(product_store_t *s, const char *id, const char *status, int64_t now) {
+  sqlite3_stmt *st = stmt(s, Q_RES_STATUS);
+  bind_text(st, 1, id);
+  bind_text(st, 2, status);
+  sqlite3_bind_int64(st, 3, now);
+  return exec_done(s, st);
+}
+
+/* Gives the units of reservation id back to their products (and variants), inside the
+ * caller's transaction. A product deleted meanwhile simply gets nothing back. */
+static int give_back(product_store_t *s, ps_arena_t *a, const char *id, int64_t now) {
+  sqlite3_stmt *st = stmt(s, Q_RES_ITEMS);
+  bind_text(st, 1, id);
+  typedef struct {
+    char *product_id, *variant;
+    int64_t qty;
+  } it_t;
+  it_t *items = NULL;
+  size_t n = 0, cap = 0;
+  int rc;
+  while ((rc = step_row(s, st)) == 1) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 8;
+      it_t *nb = ps_arena_alloc(a, cap * sizeof(*nb));
+      if (n) memcpy(nb, items, n * sizeof(*nb));
+      items = nb;
+    }
+    items[n].product_id = ps_sqlite_text(a, st, 0);
+    items[n].variant =
+        sqlite3_column_type(st, 1) == SQLITE_NULL ? NULL : ps_sqlite_text(a, st, 1);
+    items[n].qty = sqlite3_column_int64(st, 2);
+    n++;
+  }
+  sqlite3_reset(st);
+  if (rc < 0) return rc;
+  for (size_t i = 0; i < n; i++) {
+    if (items[i].variant) {
+      st = stmt(s, Q_GIVE_VARIANT);
+      bind_text(st, 1, items[i].product_id);
+      bind_text(st, 2, items[i].variant);
+      sqlite3_bind_int64(st, 3, items[i].qty);
+      if ((rc = exec_done(s, st))) return rc;
+      /* The variant may have been replaced by a PATCH: then its units are gone with it. */
+      if (sqlite3_changes(S(s)->db) == 0) continue;
+    }
+    st = stmt(s, Q_GIVE_PRODUCT);
+    bind_text(st, 1, items[i].product_id);
+    sqlite3_bind_int64(st, 2, items[i].qty);
+    sqlite3_bind_int64(st, 3, now);
+    if ((rc = exec_done(s, st))) return rc;
+    if (sqlite3_changes(S(s)->db) &&
+        (rc = outbox_doc(s, "product.stock_changed", items[i].product_id, now)))
+      return rc;
+  }
+  return 0;
+}
+
+static int take_item(product_store_t *s, ps_arena_t *a, const char *res_id, size_t idx,
+                     const reservation_item_t *it, int64_t now, reservation_fail_t *fail) {
+  sqlite3_stmt *st = stmt(s, Q_ITEM_PRODUCT);
+  bind_text(st, 1, it->product_id);
+  int rc = step_row(s, st);
+  if (rc <= 0) {
+    sqlite3_reset(st);
+    if (rc == 0) fail->why = "no product has this id";
+    return rc ? rc : PS_ENOTFOUND;
+  }
+  int64_t price = sqlite3_column_int64(st, 0);
+  char *currency = ps_sqlite_text(a, st, 1);
+  int64_t nvariants = sqlite3_column_int64(st, 2);
+  sqlite3_reset(st);
+  if (nvariants && !it->variant) {
+    fail->why = "this product has variants: name one in variant";
+    return PS_EINVAL;
+  }
+  if (!nvariants && it->variant) {
+    fail->why = "this product has no variants";
+    return PS_ENOTFOUND;
+  }
+  if (it->variant) {
+    st = stmt(s, Q_VARIANT_INFO);
+    bind_text(st, 1, it->product_id);
+    bind_text(st, 2, it->variant);
+    rc = step_row(s, st);
+    int64_t available = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
+    if (rc == 1) price = sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    if (rc <= 0) {
+      if (rc == 0) fail->why = "this product has no variant with this SKU";
+      return rc ? rc : PS_ENOTFOUND;
+    }
+    st = stmt(s, Q_TAKE_VARIANT);
+    bind_text(st, 1, it->product_id);
+    bind_text(st, 2, it->variant);
+    sqlite3_bind_int64(st, 3, it->quantity);
+    if ((rc = exec_done(s, st))) return rc;
+    if (sqlite3_changes(S(s)->db) == 0) {
+      fail->available = available;
+      return PS_EINSUFFICIENT;
+    }
+  }
+  st = stmt(s, Q_TAKE_PRODUCT);
+  bind_text(st, 1, it->product_id);
+  sqlite3_bind_int64(st, 2, it->quantity);
+  sqlite3_bind_int64(st, 3, now);
+  if ((rc = exec_done(s, st))) return rc;
+  if (sqlite3_changes(S(s)->db) == 0) {
+    st = stmt(s, Q_PRODUCT_STOCK);
+    bind_text(st, 1, it->product_id);
+    if (step_row(s, st) == 1) fail->available = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return PS_EINSUFFICIENT;
+  }
+  st = stmt(s, Q_RES_ITEM);
+  bind_text(st, 1, res_id);
+  sqlite3_bind_int64(st, 2, (int64_t)idx);
+  bind_text(st, 3, it->product_id);
+  bind_text(st, 4, it->variant);
+  sqlite3_bind_int64(st, 5, it->quantity);
+  sqlite3_bind_int64(st, 6, price);
+  bind_text(st, 7, currency);
+  if ((rc = exec_done(s, st))) return rc;
+  return outbox_doc(s, "product.stock_changed", it->product_id, now);
+}
+
+static int sq_reserve(product_store_t *s, ps_arena_t *a, const char *reservation_id,
+                      const reservation_item_t *items, size_t n, int64_t now, int64_t ttl,
+                      char **json, int *existing, reservation_fail_t *fail) {
+  *existing = 0;
+  memset(fail, 0, sizeof(*fail));
+  char *key = items_key(a, items, n);
+  int rc = tx_begin(s);
+  if (rc) return rc;
+  char *status, *old_key;
+  rc = reservation_state(s, a, reservation_id, &status, &old_key, NULL);
+  if (rc == 0) {
+    /* The same request again (a retry): answer what the first one did. */
+    if (strcmp(old_key, key) != 0) {
+      rc = PS_ECONFLICT;
+      goto out;
+    }
+    *existing = 1;
+    rc = reservation_doc(s, a, reservation_id, now, json);
+    goto out;
+  }
+  if (rc != PS_ENOTFOUND) goto out;
+  sqlite3_stmt *st = stmt(s, Q_RES_INSERT);
+  bind_text(st, 1, reservation_id);
+  bind_text(st, 2, key);
+  sqlite3_bind_int64(st, 3, now);
+  sqlite3_bind_int64(st, 4, now + ttl);
+  if ((rc = exec_done(s, st))) goto out;
+  for (size_t i = 0; i < n; i++) {
+    fail->index = i;
+    if ((rc = take_item(s, a, reservation_id, i, &items[i], now, fail))) goto out;
+  }
+  rc = reservation_doc(s, a, reservation_id, now, json);
+out:
+  return tx_end(s, rc);
+}
+
+/* Expires a held reservation past its time inside the caller's transaction. */
+static int expire(product_store_t *s, ps_arena_t *a, const char *id, int64_t now) {
+  int rc = give_back(s, a, id, now);
+  return rc ? rc : set_status(s, id, "expired", now);
+}
+
+static int sq_reservation_commit(product_store_t *s, ps_arena_t *a, const char *id, int64_t now,
+                                 char **json) {
+  int rc = tx_begin(s);
+  if (rc) return rc;
+  char *status;
+  int64_t expires_at;
+  if ((rc = reservation_state(s, a, id, &status, NULL, &expires_at))) goto out;
+  if (strcmp(status, "held") == 0 && expires_at <= now) {
+    /* Too late: the units go back now rather than at the next sweep, and the commit fails. */
+    if ((rc = expire(s, a, id, now)) || (rc = tx_commit(s))) goto out;
+    return PS_ECONFLICT;
+  }
+  if (strcmp(status, "held") == 0) {
+    if ((rc = set_status(s, id, "committed", now))) goto out;
+    /* Units sold make a product popular. */
+    char *upd = sqlite3_mprintf(
+        "UPDATE products SET popularity = popularity + (SELECT sum(quantity) FROM"
+        " reservation_items i WHERE i.reservation_id = %Q AND i.product_id = products.id)"
+        " WHERE id IN (SELECT product_id FROM reservation_items WHERE reservation_id = %Q)",
+        id, id);
+    rc = sqlite3_exec(S(s)->db, upd, NULL, NULL, NULL) == SQLITE_OK ? 0 : PS_ESTORE;
+    sqlite3_free(upd);
+    if (rc) goto out;
+  } else if (strcmp(status, "committed") != 0) {
+    rc = PS_ECONFLICT;
+    goto out;
+  }
+  rc = reservation_doc(s, a, id, now, json);
+out:
+  return tx_end(s, rc);
+}
+
+static int sq_reservation_release(product_store_t *s, ps_arena_t *a, const char *id,
+                                  int64_t now, char **json) {
+  int rc = tx_begin(s);
+  if (rc) return rc;
+  char *status;
+  if ((rc = reservation_state(s, a, id, &status, NULL, NULL))) goto out;
+  if (strcmp(status, "held") == 0 || strcmp(status, "committed") == 0) {
+    if ((rc = give_back(s, a, id, now)) || (rc = set_status(s, id, "released", now))) goto out;
+  }
+  rc = reservation_doc(s, a, id, now, json);
+out:
+  return tx_end(s, rc);
+}
+
+static int sq_reservation_get(product_store_t *s, ps_arena_t *a, const char *id, int64_t now,
+                              char **json) {
+  return reservation_doc(s, a, id, now, json);
+}
+
+static int sq_sweep(product_store_t *s, int64_t now, int max, int *count) {
+  *count = 0;
+  ps_arena_t a;
+  ps_arena_init(&a);
+  int rc = tx_begin(s);
+  if (rc) goto done;
+  sqlite3_stmt *st = stmt(s, Q_EXPIRED);
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int(st, 2, max);
+  char **ids = ps_arena_alloc(&a, (size_t)max * sizeof(char *));
+  int n = 0;
+  while (n < max && (rc = step_row(s, st)) == 1) ids[n++] = ps_sqlite_text(&a, st, 0);
+  sqlite3_reset(st);
+  if (rc < 0) goto out;
+  rc = 0;
+  for (int i = 0; i < n && !rc; i++) rc = expire(s, &a, ids[i], now);
+  if (!rc) *count = n;
+out:
+  rc = tx_end(s, rc);
+  if (rc) *count = 0;
+done:
+  ps_arena_reset(&a);
+  return rc;
+}
+
+static int sq_outbox_read(product_store_t *s, ps_arena_t *a, int64_t after, int limit,
+                          char **json) {
+  sqlite3_stmt *st = stmt(s, Q_OUTBOX_READ);
+  sqlite3_bind_int64(st, 1, after);
+  sqlite3_bind_int(st, 2, limit);
+  return one_text(s, a, st, json);
+}
+
+static const product_store_ops_t sqlite_ops = {
+    .ping = sq_ping,
+    .close = sq_close,
+    .category_exists = sq_category_exists,
+    .category_put = sq_category_put,
+    .categories_json = sq_categories_json,
+    .product_get = sq_product_get,
+    .product_create = sq_product_create,
+    .product_update = sq_product_update,
+    .product_delete = sq_product_delete,
+    .product_list = sq_product_list,
+    .product_lookup = sq_product_lookup,
+    .product_count = sq_product_count,
+    .reserve = sq_reserve,
+    .reservation_commit = sq_reservation_commit,
+    .reservation_release = sq_reservation_release,
+    .reservation_get = sq_reservation_get,
+    .sweep = sq_sweep,
+    .outbox_read = sq_outbox_read,
+};
+
+int product_sqlite_migrate(const char *path) {
+  sqlite3 *db;
+  int rc = ps_sqlite_open(path, schema, &db);
+  if (rc == 0) sqlite3_close_v2(db);
+  return rc;
+}
+
+int product_sqlite_open(const char *path, product_store_t **out) {
+  sqlite_store_t *s = ps_calloc(1, sizeof(*s));
+  s->base.ops = &sqlite_ops;
+  int rc = ps_sqlite_open(path, NULL, &s->db);
+  if (rc) {
+    ps_free(s);
+    return rc;
+  }
+  for (int i = 0; i < Q__COUNT; i++) {
+    if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
+        SQLITE_OK) {
+      ps_log_error("sqlite: cannot prepare \"%.60s\": %s", sql[i], sqlite3_errmsg(s->db));
+      sq_close(&s->base);
+      return PS_ESTORE;
+    }
+  }
+  *out = &s->base;
+  return 0;
+}
