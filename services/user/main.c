@@ -9,7 +9,6 @@
 #include "polyshop/config.h"
 #include "polyshop/error.h"
 #include "polyshop/log.h"
-#include "polyshop/sqlite.h"
 #include "user.h"
 
 static void *thread_init(void *ctx) {
@@ -99,8 +98,8 @@ int main(void) {
   const char *admin_password = ps_config_str(&cfg, "POLYSHOP_ADMIN_PASSWORD", NULL);
   char err[256];
   if (ps_jwt_keys_from_env(&svc.keys, err, sizeof(err))) ps_config_error(&cfg, "%s", err);
-  if (!ps_sqlite_url_path(svc.store_url))
-    ps_config_error(&cfg, "USER_STORE=\"%s\" is not a supported store URL (sqlite://PATH)", svc.store_url);
+  if (!user_store_url_ok(svc.store_url))
+    ps_config_error(&cfg, "USER_STORE=\"%s\" is not a supported store URL (sqlite://PATH or mongodb://HOST:PORT/DB)", svc.store_url);
   if ((admin_email == NULL) != (admin_password == NULL))
     ps_config_error(&cfg, "set both POLYSHOP_ADMIN_EMAIL and POLYSHOP_ADMIN_PASSWORD, or neither");
   if (admin_email && user_check_email(admin_email))

@@ -67,9 +67,13 @@ struct user_store {
   const user_store_ops_t *ops;
 };
 
-/* Opens a store for url ("sqlite:///path/user.db" or "sqlite://relative/path.db"). Creates the
- * schema when missing. Returns 0 or PS_ECONFIG (unknown scheme), PS_ESTORE. */
+/* Opens a store for url: "sqlite:///path/user.db" (embedded) or "mongodb://host:port/db"
+ * (MongoDB or a server speaking its protocol). Creates the schema or indexes when missing.
+ * Returns 0 or PS_ECONFIG (unknown scheme, bad URL), PS_ESTORE, PS_EUNAVAIL. */
 int user_store_open(const char *url, user_store_t **out);
+/* Returns 1 when url names a store kind this service has. */
+int user_store_url_ok(const char *url);
 int user_store_sqlite_open(const char *path, user_store_t **out);
+int user_store_mongo_open(const char *url, user_store_t **out);
 
 #endif

@@ -314,9 +314,3 @@ int user_store_sqlite_open(const char *path, user_store_t **out) {
   *out = &ss->base;
   return 0;
 }
-
-int user_store_open(const char *url, user_store_t **out) {
-  const char *path = ps_sqlite_url_path(url);
-  if (path) return user_store_sqlite_open(path, out);
-  return PS_ECONFIG;
-}

@@ -10,6 +10,7 @@ from polyshop_api import Service, assert_problem, make_token, request
 
 BIN = os.environ["POLYSHOP_USER_BIN"]
 ADMIN = ("admin@example.com", "admin password 1")
+STORE_URL = os.environ.get("USER_TEST_STORE_URL")
 FAST_HASH = {"USER_ARGON2_OPS": "1", "USER_ARGON2_MEM_KIB": "1024"}
 
 
@@ -18,7 +19,8 @@ def svc():
     env = dict(FAST_HASH, POLYSHOP_ADMIN_EMAIL=ADMIN[0], POLYSHOP_ADMIN_PASSWORD=ADMIN[1],
                USER_LOGIN_LIMIT_PER_EMAIL="5", USER_LOGIN_LIMIT_PER_CLIENT="1000")
     s = Service(BIN, env, name="user")
-    s.env["USER_STORE"] = "sqlite://" + os.path.join(s.data_dir, "user.db")
+    # The same suite runs on the embedded store and, in the integration tier, on MongoDB.
+    s.env["USER_STORE"] = STORE_URL or "sqlite://" + os.path.join(s.data_dir, "user.db")
     s.stop()
     s.start()
     yield s
@@ -204,13 +206,43 @@ def test_logout_revokes(svc):
     assert_problem(svc.call("POST", "/api/v1/auth/logout", {"refresh_token": 7}), 400, "validation")
 
 
+def mongo_db():
+    import pymongo
+    client = pymongo.MongoClient(STORE_URL)
+    return client, client.get_default_database()
+
+
 def outbox_token(svc, email):
+    """Reads what the service queued for the notification service, straight from its store."""
+    if STORE_URL:
+        client, db = mongo_db()
+        try:
+            tokens = [d["payload"]["token"] for d in db.user_outbox.find({"type": "password_reset"})
+                      if d["payload"]["email"] == email]
+        finally:
+            client.close()
+        return tokens[-1] if tokens else None
     db = sqlite3.connect(os.path.join(svc.data_dir, "user.db"))
     try:
         import json
         rows = db.execute("SELECT payload FROM outbox WHERE type='password_reset' ORDER BY id").fetchall()
         tokens = [json.loads(p)["token"] for (p,) in rows if json.loads(p)["email"] == email]
         return tokens[-1] if tokens else None
+    finally:
+        db.close()
+
+
+def stored_reset_hashes(svc, token):
+    """How many reset-token rows hold the token in clear (should be none)."""
+    if STORE_URL:
+        client, db = mongo_db()
+        try:
+            return db.reset_tokens.count_documents({"_id": token})
+        finally:
+            client.close()
+    db = sqlite3.connect(os.path.join(svc.data_dir, "user.db"))
+    try:
+        return db.execute("SELECT count(*) FROM reset_tokens WHERE hash=?", (token,)).fetchone()[0]
     finally:
         db.close()
 
@@ -227,9 +259,7 @@ def test_password_reset(svc):
     token = outbox_token(svc, email)
     assert token
     # The token is stored hashed, never in clear.
-    db = sqlite3.connect(os.path.join(svc.data_dir, "user.db"))
-    assert db.execute("SELECT count(*) FROM reset_tokens WHERE hash=?", (token,)).fetchone()[0] == 0
-    db.close()
+    assert stored_reset_hashes(svc, token) == 0
     assert_problem(svc.call("POST", "/api/v1/auth/password-reset/confirm", {"token": token, "password": "short"}), 400, "validation", "password")
     assert_problem(svc.call("POST", "/api/v1/auth/password-reset/confirm", {"token": "nope", "password": "brand new pass 8"}), 400, "validation", "token")
     assert svc.call("POST", "/api/v1/auth/password-reset/confirm", {"token": token, "password": "brand new pass 8"}).status == 204
