@@ -1,0 +1,137 @@
+/* main.c - the order service: reads its configuration, opens its store, starts the recovery
+ * worker and the outbox relay on one event loop, and serves until SIGTERM. */
+#include <event2/event.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "order.h"
+#include "polyshop/alloc.h"
+#include "polyshop/config.h"
+#include "polyshop/error.h"
+#include "polyshop/log.h"
+#include "polyshop/sqlite.h"
+
+/* The first loop to start runs the timers; one worker is enough and keeps them from racing. */
+static atomic_int timers_taken;
+
+static void arm(struct event *ev, long long ms) {
+  struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+  event_add(ev, &tv);
+}
+
+static void recovery_cb(evutil_socket_t fd, short what, void *arg) {
+  order_thread_t *t = arg;
+  order_recover(t);
+  arm(t->recovery_ev, t->svc->recovery_interval_ms);
+}
+
+static void relay_cb(evutil_socket_t fd, short what, void *arg) {
+  order_thread_t *t = arg;
+  order_relay(t);
+  arm(t->relay_ev, t->svc->relay_interval_ms);
+}
+
+static void *thread_init(void *ctx) {
+  order_service_t *svc = ctx;
+  order_thread_t *t = ps_calloc(1, sizeof(*t));
+  t->svc = svc;
+  if (order_store_open(svc->store_url, &t->store)) {
+    /* Checked at start on the main thread, so this is a store gone bad since: no way to serve. */
+    ps_log_error("cannot open the order store %s", svc->store_url);
+    abort();
+  }
+  if (!(t->client = ps_client_new(NULL))) {
+    ps_log_error("cannot start libcurl");
+    abort();
+  }
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&timers_taken, &expected, 1)) {
+    struct event_base *base = ps_server_thread_base();
+    t->recovery_ev = evtimer_new(base, recovery_cb, t);
+    t->relay_ev = evtimer_new(base, relay_cb, t);
+    arm(t->recovery_ev, 0); /* at start: finish what a crash left behind */
+    arm(t->relay_ev, svc->relay_interval_ms);
+  }
+  return t;
+}
+
+static void thread_cleanup(void *thread_ctx) {
+  order_thread_t *t = thread_ctx;
+  if (t->recovery_ev) event_free(t->recovery_ev);
+  if (t->relay_ev) event_free(t->relay_ev);
+  ps_client_free(t->client);
+  t->store->ops->close(t->store);
+  ps_free(t);
+}
+
+static int ready(void *ctx, void *thread_ctx) {
+  order_thread_t *t = thread_ctx;
+  return t->store->ops->ping(t->store);
+}
+
+static const char *url_or_error(ps_config_t *cfg, const char *name, int required) {
+  const char *v = required ? ps_config_required(cfg, name) : ps_config_str(cfg, name, NULL);
+  if (v && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+    ps_config_error(cfg, "%s=\"%s\" must be an http:// or https:// URL", name, v);
+  return v;
+}
+
+int main(void) {
+  ps_config_t cfg;
+  ps_config_init(&cfg);
+  ps_log_level_t level = PS_LOG_INFO;
+  if (ps_log_level_parse(ps_config_str(&cfg, "POLYSHOP_LOG_LEVEL", "info"), &level))
+    ps_config_error(&cfg, "POLYSHOP_LOG_LEVEL must be debug, info, warn or error");
+  ps_log_init("order", level);
+  if (sodium_init() < 0) {
+    ps_log_error("libsodium failed to start");
+    return 1;
+  }
+
+  order_service_t svc = {0};
+  ps_server_config_t server;
+  ps_server_config_from_env(&server, &cfg, "127.0.0.1:8103");
+  svc.store_url = ps_config_str(&cfg, "ORDER_STORE", "sqlite://./data/order.db");
+  svc.user_url = url_or_error(&cfg, "USER_URL", 1);
+  svc.product_url = url_or_error(&cfg, "PRODUCT_URL", 1);
+  svc.payment_url = url_or_error(&cfg, "PAYMENT_URL", 1);
+  svc.notification_url = url_or_error(&cfg, "NOTIFICATION_URL", 0);
+  svc.analytics_url = url_or_error(&cfg, "ANALYTICS_URL", 0);
+  svc.internal_token = ps_config_str(&cfg, "POLYSHOP_INTERNAL_TOKEN", NULL);
+  svc.default_payment_method = ps_config_str(&cfg, "ORDER_DEFAULT_PAYMENT_METHOD", "pm_card_visa");
+  svc.reservation_ttl = ps_config_int(&cfg, "ORDER_RESERVATION_TTL", 900, 30, 86400);
+  svc.payment_timeout_ms = ps_config_int(&cfg, "ORDER_PAYMENT_TIMEOUT_MS", 5000, 100, 60000);
+  svc.recovery_interval_ms = ps_config_int(&cfg, "ORDER_RECOVERY_INTERVAL_MS", 5000, 50, 3600000);
+  svc.recovery_grace_s = ps_config_int(&cfg, "ORDER_RECOVERY_GRACE_SECONDS", 15, 0, 86400);
+  svc.relay_interval_ms = ps_config_int(&cfg, "ORDER_RELAY_INTERVAL_MS", 1000, 50, 3600000);
+  svc.fault_point = ps_config_str(&cfg, "ORDER_FAULT_POINT", NULL);
+  char err[256];
+  if (ps_jwt_keys_from_env(&svc.keys, err, sizeof(err))) ps_config_error(&cfg, "%s", err);
+  if (!ps_sqlite_url_path(svc.store_url))
+    ps_config_error(&cfg, "ORDER_STORE=\"%s\" is not a supported store URL (sqlite://PATH)", svc.store_url);
+  if (svc.internal_token && strlen(svc.internal_token) < 16)
+    ps_config_error(&cfg, "POLYSHOP_INTERNAL_TOKEN must have at least 16 characters");
+#ifndef POLYSHOP_TEST_BUILD
+  if (svc.fault_point) ps_config_error(&cfg, "ORDER_FAULT_POINT works only in test builds");
+#endif
+  ps_config_exit_on_error(&cfg);
+
+  /* Open the store once here so a bad path or a dead engine fails the start, loudly. */
+  order_store_t *st;
+  int rc = order_store_open(svc.store_url, &st);
+  if (rc) {
+    ps_log_error("cannot open the order store %s: %s", svc.store_url, ps_strerror(rc));
+    return 1;
+  }
+  st->ops->close(st);
+
+  ps_service_t def = {.name = "order", .routes = order_routes, .nroutes = order_nroutes,
+                      .ctx = &svc, .thread_init_cb = thread_init,
+                      .thread_cleanup_cb = thread_cleanup, .ready_cb = ready,
+                      .jwt_keys = &svc.keys};
+  rc = ps_server_run(&def, &server);
+  ps_client_global_cleanup();
+  return rc ? 1 : 0;
+}

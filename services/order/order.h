@@ -1,0 +1,189 @@
+/* order.h - what the order service's files share: the order model (statuses, saga steps and
+ * their legal transitions), the server-side pricing (totals and discount codes), the
+ * service's configuration and per-thread state, and the checkout saga's entry points. */
+#ifndef POLYSHOP_ORDER_H
+#define POLYSHOP_ORDER_H
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "polyshop/arena.h"
+#include "polyshop/auth.h"
+#include "polyshop/client.h"
+#include "polyshop/http.h"
+#include "store.h"
+
+/* Limits of an order request, documented in docs/order.md. */
+enum {
+  ORDER_ITEMS_MAX = 100,
+  ORDER_QTY_MAX = 1000,
+  ORDER_PRODUCT_ID_MAX = 64,
+  ORDER_VARIANT_MAX = 64,
+  ORDER_IDEM_KEY_MAX = 255,
+  ORDER_LIST_LIMIT_MAX = 100,
+  ORDER_LIST_LIMIT_DEFAULT = 20,
+  ORDER_ADDRESS_FIELD_MAX = 200,
+  ORDER_DISCOUNT_CODE_MAX = 32,
+};
+
+/* --- the lifecycle ---------------------------------------------------------------------- */
+
+/* Who asks for a status change: the checkout saga itself, the admin, or the order's owner. */
+typedef enum { ORDER_ACTOR_SYSTEM = 0, ORDER_ACTOR_ADMIN, ORDER_ACTOR_OWNER } order_actor_t;
+
+/* Returns 1 when status is one of new, processing, shipped, delivered, cancelled, failed. */
+int order_status_valid(const char *status);
+
+/* Returns 1 when actor may move an order from one status to another:
+ *   system: new -> processing (payment captured), new -> failed;
+ *   admin:  processing -> shipped, shipped -> delivered, processing -> cancelled;
+ *   owner:  processing -> cancelled.
+ * Everything else (including a status to itself) is 0. */
+int order_transition_ok(const char *from, const char *to, order_actor_t actor);
+
+/* Saga steps, persisted in orders.saga_step:
+ *   pending   order written, reservation (id chosen in advance) maybe made
+ *   reserved  stock reserved, charge maybe made
+ *   charged   payment captured, reservation not yet committed
+ *   committed final: paid and stock committed (status processing and beyond)
+ *   releasing failed (status failed); giving the stock back and making sure no money stays
+ *   released  final: failed, stock released, nothing captured (or refunded)
+ *   refunding cancelled (status cancelled); refunding the payment and giving the stock back
+ *   refunded  final: cancelled after payment, money returned, stock back */
+#define ORDER_STEP_PENDING "pending"
+#define ORDER_STEP_RESERVED "reserved"
+#define ORDER_STEP_CHARGED "charged"
+#define ORDER_STEP_COMMITTED "committed"
+#define ORDER_STEP_RELEASING "releasing"
+#define ORDER_STEP_RELEASED "released"
+#define ORDER_STEP_REFUNDING "refunding"
+#define ORDER_STEP_REFUNDED "refunded"
+
+/* Returns 1 for a final saga step (committed, released, refunded). */
+int order_step_final(const char *step);
+
+/* --- pricing ---------------------------------------------------------------------------- */
+
+typedef enum { DISCOUNT_PERCENT = 0, DISCOUNT_FIXED } discount_kind_t;
+
+typedef struct {
+  const char *code;      /* upper-case, e.g. "WELCOME10" */
+  discount_kind_t kind;
+  int64_t value;         /* percent (1..100) or minor units */
+  int64_t min_subtotal;  /* minor units the subtotal must reach, 0 for none */
+} discount_t;
+
+/* The built-in codes: WELCOME10 (10 % off), FLAT500 (500 minor units off subtotals of at least
+ * 1000), HALF (50 % off, for demos). */
+extern const discount_t order_discounts[];
+extern const size_t order_ndiscounts;
+
+/* Finds a code (case-insensitive) in table[n]; NULL when unknown. */
+const discount_t *order_discount_find(const discount_t *table, size_t n, const char *code);
+
+/* The discount in minor units for subtotal: a percentage rounds down, a fixed amount never
+ * exceeds the subtotal, and nothing applies below min_subtotal. */
+int64_t order_discount_amount(const discount_t *d, int64_t subtotal);
+
+/* line = unit_price * quantity. Returns 0, or PS_ERANGE when a value is negative or the
+ * product overflows (or passes ORDER_MONEY_MAX). */
+#define ORDER_MONEY_MAX ((int64_t)1000000000000000LL) /* 10^15 minor units */
+int order_line_total(int64_t unit_price, int64_t quantity, int64_t *out);
+/* *sum += v with the same range check. */
+int order_money_add(int64_t *sum, int64_t v);
+
+/* Returns NULL when key is a valid Idempotency-Key (1..255 printable ASCII characters,
+ * 0x21..0x7e plus space inside), or a sentence saying what is wrong. */
+const char *order_check_idempotency_key(const char *key);
+
+/* --- service state ---------------------------------------------------------------------- */
+
+typedef struct {
+  const char *store_url;
+  ps_jwt_keys_t keys;
+  const char *user_url;          /* required */
+  const char *product_url;       /* required */
+  const char *payment_url;       /* required */
+  const char *notification_url;  /* optional: events stay pending while unset */
+  const char *analytics_url;     /* optional */
+  const char *internal_token;    /* X-Internal-Token for /internal calls, may be NULL */
+  const char *default_payment_method;
+  long long reservation_ttl;     /* seconds */
+  long long payment_timeout_ms;
+  long long recovery_interval_ms;
+  long long recovery_grace_s;    /* an unfinished order is left to its handler this long */
+  long long relay_interval_ms;
+  const char *fault_point;       /* test builds: _exit(137) at this step */
+} order_service_t;
+
+typedef struct {
+  order_store_t *store;
+  ps_client_t *client;
+  struct event *recovery_ev; /* on one loop only */
+  struct event *relay_ev;    /* on one loop only */
+  order_service_t *svc;
+} order_thread_t;
+
+extern const ps_route_t order_routes[];
+extern const size_t order_nroutes;
+
+/* --- the saga (saga.c) ------------------------------------------------------------------- */
+
+/* Outcome of talking to another service. */
+typedef struct {
+  int err;          /* 0, or the PS_E* code of the failure */
+  long status;      /* HTTP status, 0 when none */
+  const char *body; /* answer body (arena), may be NULL */
+} order_call_result_t;
+
+/* Dies (_exit 137, like SIGKILL) when the test build's ORDER_FAULT_POINT equals point. */
+void order_fault(const order_service_t *svc, const char *point);
+
+/* One call to another service with the internal token, the request id and traceparent. */
+int order_call(order_thread_t *t, ps_arena_t *a, const char *method, const char *url,
+               const char *body, const char *idem_key, long timeout_ms, const char *request_id,
+               order_call_result_t *out);
+
+/* Compensations and forward steps shared by the handler and the recovery worker. Each is
+ * idempotent. Returns 0 or a PS_E* code (PS_ENOTFOUND/PS_ECONFLICT when the product service
+ * no longer knows the reservation or refuses it). */
+int order_reservation_release(order_thread_t *t, ps_arena_t *a, const char *reservation_id,
+                              const char *request_id);
+int order_reservation_commit(order_thread_t *t, ps_arena_t *a, const char *reservation_id,
+                             const char *request_id);
+/* Refunds payment_id in full; 0 also when it was already refunded. */
+int order_refund(order_thread_t *t, ps_arena_t *a, const char *payment_id, int64_t amount,
+                 const char *request_id);
+/* Asks the payment service whether the order was charged: *payment_id is set (arena) when a
+ * captured payment exists, NULL when none. Returns 0 or a PS_E* code (unknown: try later). */
+int order_payment_lookup(order_thread_t *t, ps_arena_t *a, const order_t *o,
+                         const char **payment_id);
+
+/* The Idempotency-Key sent to the payment service for an order. */
+char *order_payment_key(ps_arena_t *a, const char *order_id);
+
+/* From step charged: commits the reservation and moves the order to processing; when the
+ * reservation can no longer be committed, refunds and fails the order. 0 when final. */
+int order_finish_charged(order_thread_t *t, ps_arena_t *a, order_t *o, const char *request_id);
+/* From step releasing / refunding: the compensations (release, lookup and refund). */
+int order_finish_release(order_thread_t *t, ps_arena_t *a, order_t *o);
+int order_finish_refund(order_thread_t *t, ps_arena_t *a, order_t *o);
+
+/* Finishes or compensates every order whose saga stopped mid-way more than grace seconds ago
+ * (recovery worker). Returns the number of orders brought to a final step. */
+int order_recover(order_thread_t *t);
+/* Delivers due outbox events; returns how many were delivered. */
+int order_relay(order_thread_t *t);
+
+/* Builds the public JSON of an order with its items (new reference). */
+json_t *order_json(const order_t *o);
+
+/* Builds an event payload and appends it to c (the store writes it with the change). */
+void order_event(ps_arena_t *a, order_change_t *c, const char *type, const order_t *o,
+                 const char *from_status, const char *to_status);
+
+char *order_new_uuid(ps_arena_t *a);
+char *order_sha256_hex(ps_arena_t *a, const void *data, size_t len);
+int64_t order_now(void);
+
+#endif

@@ -1,0 +1,372 @@
+/* saga.c - the checkout saga's steps that talk to other services (reserve, commit, release,
+ * charge lookup, refund), the recovery worker that finishes or compensates orders left
+ * mid-way by a crash, and the outbox relay that delivers order events. The handler in
+ * routes.c and the recovery worker share these steps; every step is idempotent and every
+ * state change is a compare-and-set in the store, so the two can race without harm. */
+#include <event2/event.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "order.h"
+#include "polyshop/error.h"
+#include "polyshop/json.h"
+#include "polyshop/log.h"
+
+int64_t order_now(void) { return (int64_t)time(NULL); }
+
+char *order_new_uuid(ps_arena_t *a) {
+  unsigned char b[16];
+  randombytes_buf(b, sizeof(b));
+  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+  return ps_arena_sprintf(a, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                          b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+                          b[11], b[12], b[13], b[14], b[15]);
+}
+
+char *order_sha256_hex(ps_arena_t *a, const void *data, size_t len) {
+  unsigned char h[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(h, data, len);
+  char *hex = ps_arena_alloc(a, sizeof(h) * 2 + 1);
+  sodium_bin2hex(hex, sizeof(h) * 2 + 1, h, sizeof(h));
+  return hex;
+}
+
+char *order_payment_key(ps_arena_t *a, const char *order_id) {
+  return ps_arena_sprintf(a, "order-%s", order_id);
+}
+
+void order_fault(const order_service_t *svc, const char *point) {
+#ifdef POLYSHOP_TEST_BUILD
+  if (svc->fault_point && strcmp(svc->fault_point, point) == 0) {
+    ps_log_warn("fault point %s: exiting as if killed", point);
+    _exit(137);
+  }
+#else
+  (void)svc;
+  (void)point;
+#endif
+}
+
+int order_call(order_thread_t *t, ps_arena_t *a, const char *method, const char *url,
+               const char *body, const char *idem_key, long timeout_ms, const char *request_id,
+               order_call_result_t *out) {
+  const char *headers[3] = {NULL, NULL, NULL};
+  int nh = 0;
+  if (t->svc->internal_token)
+    headers[nh++] = ps_arena_sprintf(a, "X-Internal-Token: %s", t->svc->internal_token);
+  ps_call_t call = {.method = method, .url = url, .body = body,
+                    .body_len = body ? strlen(body) : 0, .headers = headers,
+                    .request_id = request_id, .traceparent = ps_trace_child(a, NULL),
+                    .idempotency_key = idem_key, .timeout_ms = timeout_ms,
+                    /* Every call the saga makes is idempotent: reservations carry their id,
+                     * charges and refunds their Idempotency-Key. */
+                    .idempotent = 1};
+  ps_response_t resp;
+  memset(out, 0, sizeof(*out));
+  int rc = ps_client_call(t->client, a, &call, &resp);
+  out->err = rc;
+  if (rc == 0) {
+    out->status = resp.status;
+    out->body = resp.body;
+  }
+  return rc;
+}
+
+/* Maps a transport failure or a 5xx answer to a PS_E* code. */
+static int call_err(const order_call_result_t *r) {
+  if (r->err) return r->err == PS_ETIMEOUT ? PS_ETIMEOUT : PS_EUNAVAIL;
+  if (r->status >= 500) return r->status == 504 ? PS_ETIMEOUT : PS_EUNAVAIL;
+  return 0;
+}
+
+static int reservation_op(order_thread_t *t, ps_arena_t *a, const char *rid, const char *op,
+                          const char *request_id) {
+  order_call_result_t r;
+  char *url = ps_arena_sprintf(a, "%s/internal/reservations/%s/%s", t->svc->product_url, rid, op);
+  order_call(t, a, "POST", url, "{}", NULL, 0, request_id, &r);
+  int err = call_err(&r);
+  if (err) return err;
+  if (r.status == 200 || r.status == 201) return 0;
+  if (r.status == 404) return PS_ENOTFOUND;
+  if (r.status == 409) return PS_ECONFLICT;
+  ps_log(PS_LOG_WARN, request_id, "reservation %s %s answered %ld", rid, op, r.status);
+  return PS_EUPSTREAM;
+}
+
+int order_reservation_release(order_thread_t *t, ps_arena_t *a, const char *rid,
+                              const char *request_id) {
+  int rc = reservation_op(t, a, rid, "release", request_id);
+  /* Never reserved (the crash came before the product service saw it): nothing to give back. */
+  return rc == PS_ENOTFOUND ? 0 : rc;
+}
+
+int order_reservation_commit(order_thread_t *t, ps_arena_t *a, const char *rid,
+                             const char *request_id) {
+  return reservation_op(t, a, rid, "commit", request_id);
+}
+
+int order_refund(order_thread_t *t, ps_arena_t *a, const char *payment_id, int64_t amount,
+                 const char *request_id) {
+  order_call_result_t r;
+  char *url = ps_arena_sprintf(a, "%s/internal/payments/%s/refunds", t->svc->payment_url, payment_id);
+  char *body = ps_arena_sprintf(a, "{\"amount\":%lld,\"reason\":\"order cancelled or failed\"}",
+                                (long long)amount);
+  order_call(t, a, "POST", url, body, ps_arena_sprintf(a, "refund-%s", payment_id), 0,
+             request_id, &r);
+  int err = call_err(&r);
+  if (err) return err;
+  if (r.status == 200 || r.status == 201) return 0;
+  /* Already refunded in full (by an earlier attempt under another key): nothing is left. */
+  if (r.status == 409 || r.status == 422) {
+    ps_log(PS_LOG_WARN, request_id, "refund of %s answered %ld: %s", payment_id, r.status,
+           r.body ? r.body : "");
+    return 0;
+  }
+  ps_log(PS_LOG_WARN, request_id, "refund of %s answered %ld", payment_id, r.status);
+  return PS_EUPSTREAM;
+}
+
+int order_payment_lookup(order_thread_t *t, ps_arena_t *a, const order_t *o,
+                         const char **payment_id) {
+  *payment_id = NULL;
+  order_call_result_t r;
+  char *url = ps_arena_sprintf(a, "%s/internal/payments?order_id=%s", t->svc->payment_url, o->id);
+  order_call(t, a, "GET", url, NULL, NULL, 0, NULL, &r);
+  int err = call_err(&r);
+  if (err) return err;
+  if (r.status != 200) return PS_EUPSTREAM;
+  json_t *doc = json_loads(r.body ? r.body : "", 0, NULL);
+  json_t *items = json_object_get(doc, "items");
+  if (!json_is_array(items)) {
+    json_decref(doc);
+    return PS_EUPSTREAM;
+  }
+  int rc = 0;
+  size_t i;
+  json_t *p;
+  json_array_foreach(items, i, p) {
+    const char *status = json_string_value(json_object_get(p, "status"));
+    const char *id = json_string_value(json_object_get(p, "id"));
+    if (!status || !id) continue;
+    if (strcmp(status, "pending") == 0) {
+      rc = PS_ECONFLICT; /* still in the provider's hands: ask again later */
+    } else if (strcmp(status, "failed") != 0) {
+      *payment_id = ps_arena_strdup(a, id); /* succeeded or (partially) refunded: captured */
+      break;
+    }
+  }
+  json_decref(doc);
+  return *payment_id ? 0 : rc;
+}
+
+/* --- JSON shapes ----------------------------------------------------------------------- */
+
+json_t *order_json(const order_t *o) {
+  json_t *items = json_array();
+  for (size_t i = 0; i < o->nitems; i++) {
+    const order_item_t *it = &o->items[i];
+    json_array_append_new(items, json_pack("{s:s, s:s?, s:s, s:I, s:I, s:I}", "product_id",
+                                           it->product_id, "variant", it->variant, "name",
+                                           it->name, "unit_price", (json_int_t)it->unit_price,
+                                           "quantity", (json_int_t)it->quantity, "line_total",
+                                           (json_int_t)it->line_total));
+  }
+  json_t *address = json_loads(o->address ? o->address : "{}", 0, NULL);
+  if (!address) address = json_object();
+  return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s?, s:o, s:o, s:I, s:I}", "order_id",
+                   o->id, "status", o->status, "payment_status", o->payment_status, "subtotal",
+                   (json_int_t)o->subtotal, "discount", (json_int_t)o->discount, "total",
+                   (json_int_t)o->total, "currency", o->currency, "discount_code",
+                   o->discount_code, "address", address, "items", items, "created_at",
+                   (json_int_t)o->created_at, "updated_at", (json_int_t)o->updated_at);
+}
+
+void order_event(ps_arena_t *a, order_change_t *c, const char *type, const order_t *o,
+                 const char *from_status, const char *to_status) {
+  static const char *const destinations[] = {"notification", "analytics"};
+  json_t *items = json_array();
+  for (size_t i = 0; i < o->nitems; i++)
+    json_array_append_new(items, json_pack("{s:s, s:s?, s:I, s:I}", "product_id",
+                                           o->items[i].product_id, "variant",
+                                           o->items[i].variant, "quantity",
+                                           (json_int_t)o->items[i].quantity, "unit_price",
+                                           (json_int_t)o->items[i].unit_price));
+  const char *id = order_new_uuid(a);
+  json_t *p = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:s, s:o, s:I}", "id", id, "type",
+                        type, "order_id", o->id, "user_id", o->user_id, "status", to_status,
+                        "from_status", from_status, "total", (json_int_t)o->total, "currency",
+                        o->currency, "items", items, "occurred_at", (json_int_t)c->now);
+  char *payload = ps_json_dump(a, p);
+  json_decref(p);
+  for (size_t d = 0; d < 2 && c->nevents < ORDER_CHANGE_EVENTS_MAX; d++) {
+    outbox_event_t *e = &c->events[c->nevents++];
+    e->id = id;
+    e->destination = destinations[d];
+    e->type = type;
+    e->payload = payload;
+    e->next_attempt_at = c->now;
+  }
+}
+
+/* --- recovery -------------------------------------------------------------------------- */
+
+static int change(order_thread_t *t, order_change_t *c) {
+  c->now = order_now();
+  return t->store->ops->change(t->store, c);
+}
+
+/* Moves a failed order from releasing to released: gives the stock back and makes sure no
+ * money stays captured. Returns 0 when final, or the error that stopped it (tried later). */
+int order_finish_release(order_thread_t *t, ps_arena_t *a, order_t *o) {
+  int rc = order_reservation_release(t, a, o->reservation_id, NULL);
+  if (rc) return rc;
+  const char *pay_status = NULL;
+  if (strcmp(o->payment_status, "unknown") == 0 || strcmp(o->payment_status, "paid") == 0) {
+    const char *pid = o->payment_id;
+    if (!pid && (rc = order_payment_lookup(t, a, o, &pid))) return rc;
+    if (pid) {
+      if ((rc = order_refund(t, a, pid, o->total, NULL))) return rc;
+      pay_status = "refunded";
+    } else {
+      pay_status = "failed";
+    }
+  }
+  order_change_t c = {.id = o->id, .expect_step = ORDER_STEP_RELEASING,
+                      .step = ORDER_STEP_RELEASED, .payment_status = pay_status};
+  rc = change(t, &c);
+  return rc == PS_ECONFLICT ? 0 : rc;
+}
+
+/* Moves a cancelled order from refunding to refunded. */
+int order_finish_refund(order_thread_t *t, ps_arena_t *a, order_t *o) {
+  int rc = 0;
+  if (o->payment_id && (rc = order_refund(t, a, o->payment_id, o->total, NULL))) return rc;
+  if ((rc = order_reservation_release(t, a, o->reservation_id, NULL))) return rc;
+  order_change_t c = {.id = o->id, .expect_step = ORDER_STEP_REFUNDING,
+                      .step = ORDER_STEP_REFUNDED, .payment_status = "refunded"};
+  rc = change(t, &c);
+  return rc == PS_ECONFLICT ? 0 : rc;
+}
+
+int order_finish_charged(order_thread_t *t, ps_arena_t *a, order_t *o, const char *request_id) {
+  int rc = order_reservation_commit(t, a, o->reservation_id, request_id);
+  if (rc == 0) {
+    order_fault(t->svc, "after_commit");
+    order_change_t c = {.id = o->id, .expect_step = ORDER_STEP_CHARGED,
+                        .step = ORDER_STEP_COMMITTED, .status = "processing",
+                        .payment_status = "paid"};
+    c.now = order_now();
+    order_event(a, &c, "order_status_changed", o, "new", "processing");
+    rc = t->store->ops->change(t->store, &c);
+    return rc == PS_ECONFLICT ? 0 : rc;
+  }
+  if (rc != PS_ECONFLICT && rc != PS_ENOTFOUND) return rc;
+  /* The reservation expired or was released under us: the money goes back. */
+  order_change_t c = {.id = o->id, .expect_step = ORDER_STEP_CHARGED,
+                      .step = ORDER_STEP_RELEASING, .status = "failed",
+                      .failure = "the stock reservation expired before it was committed"};
+  c.now = order_now();
+  order_event(a, &c, "order_status_changed", o, "new", "failed");
+  rc = t->store->ops->change(t->store, &c);
+  if (rc) return rc == PS_ECONFLICT ? 0 : rc;
+  o->saga_step = ORDER_STEP_RELEASING;
+  return order_finish_release(t, a, o);
+}
+
+/* One order: drive it to a final step, or leave it for the next round on a transient error. */
+static int recover_one(order_thread_t *t, ps_arena_t *a, const char *id) {
+  order_t o;
+  int rc = t->store->ops->get(t->store, a, id, &o);
+  if (rc) return rc;
+  ps_log_info("recovering order %s at step %s", o.id, o.saga_step);
+  if (strcmp(o.saga_step, ORDER_STEP_PENDING) == 0 || strcmp(o.saga_step, ORDER_STEP_RESERVED) == 0) {
+    const char *pid = NULL;
+    if (strcmp(o.saga_step, ORDER_STEP_RESERVED) == 0 &&
+        (rc = order_payment_lookup(t, a, &o, &pid)))
+      return rc;
+    if (pid) {
+      order_change_t c = {.id = o.id, .expect_step = ORDER_STEP_RESERVED,
+                          .step = ORDER_STEP_CHARGED, .payment_status = "paid", .payment_id = pid};
+      if ((rc = change(t, &c))) return rc;
+      o.saga_step = ORDER_STEP_CHARGED;
+      o.payment_id = pid;
+    } else {
+      order_change_t c = {.id = o.id, .expect_step = o.saga_step, .step = ORDER_STEP_RELEASING,
+                          .status = "failed", .payment_status = "failed",
+                          .failure = "checkout interrupted before payment"};
+      c.now = order_now();
+      order_event(a, &c, "order_status_changed", &o, "new", "failed");
+      if ((rc = t->store->ops->change(t->store, &c))) return rc;
+      o.saga_step = ORDER_STEP_RELEASING;
+      o.payment_status = "failed";
+    }
+  }
+  if (strcmp(o.saga_step, ORDER_STEP_CHARGED) == 0) return order_finish_charged(t, a, &o, NULL);
+  if (strcmp(o.saga_step, ORDER_STEP_RELEASING) == 0) return order_finish_release(t, a, &o);
+  if (strcmp(o.saga_step, ORDER_STEP_REFUNDING) == 0) return order_finish_refund(t, a, &o);
+  return 0;
+}
+
+int order_recover(order_thread_t *t) {
+  ps_arena_t a;
+  ps_arena_init(&a);
+  const char **ids;
+  size_t n = 0;
+  int done = 0;
+  if (t->store->ops->unfinished(t->store, &a, order_now() - t->svc->recovery_grace_s, 100, &ids,
+                                &n) == 0) {
+    for (size_t i = 0; i < n; i++) {
+      ps_arena_t one;
+      ps_arena_init(&one);
+      int rc = recover_one(t, &one, ids[i]);
+      if (rc)
+        ps_log_warn("order %s not recovered yet: %s", ids[i], ps_strerror(rc));
+      else
+        done++;
+      ps_arena_reset(&one);
+    }
+  }
+  ps_arena_reset(&a);
+  return done;
+}
+
+/* --- outbox relay ---------------------------------------------------------------------- */
+
+int order_relay(order_thread_t *t) {
+  const char *dests[3] = {NULL, NULL, NULL};
+  int nd = 0;
+  if (t->svc->notification_url) dests[nd++] = "notification";
+  if (t->svc->analytics_url) dests[nd++] = "analytics";
+  if (nd == 0) return 0;
+  ps_arena_t a;
+  ps_arena_init(&a);
+  outbox_event_t *ev;
+  size_t n = 0;
+  int sent = 0;
+  int64_t now = order_now();
+  if (t->store->ops->outbox_due(t->store, &a, now, dests, 100, &ev, &n) == 0) {
+    for (size_t i = 0; i < n; i++) {
+      const char *base = strcmp(ev[i].destination, "notification") == 0 ? t->svc->notification_url
+                                                                         : t->svc->analytics_url;
+      order_call_result_t r;
+      order_call(t, &a, "POST", ps_arena_sprintf(&a, "%s/internal/events", base), ev[i].payload,
+                 ev[i].id, 1000, NULL, &r);
+      /* 409: the consumer already has this event id. */
+      if (r.err == 0 && ((r.status >= 200 && r.status < 300) || r.status == 409)) {
+        t->store->ops->outbox_sent(t->store, ev[i].id, ev[i].destination, order_now());
+        sent++;
+      } else {
+        int64_t shift = ev[i].attempts < 8 ? ev[i].attempts : 8;
+        int64_t delay = (int64_t)1 << shift; /* 1, 2, 4 ... 256 s */
+        t->store->ops->outbox_retry(t->store, ev[i].id, ev[i].destination, now + delay);
+      }
+    }
+  }
+  ps_arena_reset(&a);
+  return sent;
+}
