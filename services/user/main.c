@@ -19,18 +19,27 @@ static void *thread_init(void *ctx) {
     ps_log_error("cannot open the user store %s", svc->store_url);
     abort();
   }
+  t->sessions = t->store;
+  /* Redis may be down right now: the connection is retried on each call, and sign-in
+   * answers 503 meanwhile (only this feature degrades). */
+  if (svc->redis_url && user_sessions_redis_open(svc->redis_url, &t->sessions) == 0)
+    t->redis = 1;
+  else if (svc->redis_url)
+    ps_log_warn("redis unreachable at start; sessions fall back to the main store");
   return t;
 }
 
 static void thread_cleanup(void *thread_ctx) {
   user_thread_t *t = thread_ctx;
+  if (t->sessions != t->store) t->sessions->ops->close(t->sessions);
   t->store->ops->close(t->store);
   ps_free(t);
 }
 
 static int ready(void *ctx, void *thread_ctx) {
   user_thread_t *t = thread_ctx;
-  return t->store->ops->ping(t->store);
+  int rc = t->store->ops->ping(t->store);
+  return rc ? rc : t->sessions->ops->ping(t->sessions);
 }
 
 /* Creates the admin from POLYSHOP_ADMIN_EMAIL / POLYSHOP_ADMIN_PASSWORD, or promotes the
@@ -91,9 +100,12 @@ int main(void) {
   svc.argon_ops = (unsigned long long)ps_config_int(&cfg, "USER_ARGON2_OPS", 2, 1, 10);
   svc.argon_mem = (size_t)ps_config_int(&cfg, "USER_ARGON2_MEM_KIB", 19 * 1024, 8, 1024 * 1024) * 1024;
   svc.trust_proxy = ps_config_bool(&cfg, "POLYSHOP_TRUST_PROXY", 0);
-  int per_email = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_PER_EMAIL", 10, 1, 100000);
-  int per_client = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_PER_CLIENT", 100, 1, 1000000);
-  int window = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_WINDOW", 300, 1, 86400);
+  svc.limit_per_email = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_PER_EMAIL", 10, 1, 100000);
+  svc.limit_per_client = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_PER_CLIENT", 100, 1, 1000000);
+  svc.limit_window = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_WINDOW", 300, 1, 86400);
+  svc.redis_url = ps_config_str(&cfg, "REDIS_URL", NULL);
+  if (svc.redis_url && strncmp(svc.redis_url, "redis://", 8) != 0)
+    ps_config_error(&cfg, "REDIS_URL=\"%s\" must look like redis://host:port", svc.redis_url);
   const char *admin_email = ps_config_str(&cfg, "POLYSHOP_ADMIN_EMAIL", NULL);
   const char *admin_password = ps_config_str(&cfg, "POLYSHOP_ADMIN_PASSWORD", NULL);
   char err[256];
@@ -125,8 +137,8 @@ int main(void) {
   }
   st->ops->close(st);
 
-  svc.per_email = ratelimit_new(per_email, window);
-  svc.per_client = ratelimit_new(per_client, window);
+  svc.per_email = ratelimit_new(svc.limit_per_email, svc.limit_window);
+  svc.per_client = ratelimit_new(svc.limit_per_client, svc.limit_window);
   ps_service_t def = {.name = "user", .routes = user_routes, .nroutes = user_nroutes, .ctx = &svc,
                       .thread_init_cb = thread_init, .thread_cleanup_cb = thread_cleanup,
                       .ready_cb = ready, .jwt_keys = &svc.keys};

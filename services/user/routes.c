@@ -12,7 +12,9 @@
 #include "user.h"
 
 #define SVC(req) ((user_service_t *)(req)->service_ctx)
-#define STORE(req) (((user_thread_t *)(req)->thread_ctx)->store)
+#define THREAD(req) ((user_thread_t *)(req)->thread_ctx)
+#define STORE(req) (THREAD(req)->store)
+#define SESSIONS(req) (THREAD(req)->sessions)
 
 enum { PROFILE_MAX_KEYS = 50, PROFILE_MAX_VALUE = 1000, PROFILE_MAX_BYTES = 16384 };
 
@@ -76,6 +78,39 @@ static const char *client_address(ps_req_t *req) {
   return real && *real ? real : (req->client ? req->client : "unknown");
 }
 
+/* Counts an attempt against the per-client and the per-key limits; answers 429 itself. Redis
+ * counters are shared by every replica; the embedded ones live in this process. */
+static int attempt_allowed_or_reply(ps_req_t *req, const char *key) {
+  user_service_t *svc = SVC(req);
+  int retry = 0, rc;
+  const char *client = client_address(req);
+  if (THREAD(req)->redis) {
+    rc = user_redis_ratelimit_hit(SESSIONS(req), "client", client, svc->limit_per_client,
+                                  svc->limit_window, &retry);
+    if (!rc)
+      rc = user_redis_ratelimit_hit(SESSIONS(req), "key", key, svc->limit_per_email,
+                                    svc->limit_window, &retry);
+  } else {
+    int64_t now = now_s();
+    rc = ratelimit_hit(svc->per_client, client, now, &retry);
+    if (!rc) rc = ratelimit_hit(svc->per_email, key, now, &retry);
+  }
+  if (rc == PS_ELIMIT) {
+    ps_reply_header(req, "Retry-After", ps_arena_sprintf(&req->arena, "%d", retry));
+    ps_reply_problem(req, PS_PROBLEM_RATE_LIMITED, NULL, "too many attempts; try again in %d seconds", retry);
+    return rc;
+  }
+  if (rc) ps_reply_error(req, rc, "the rate limiter is unavailable");
+  return rc;
+}
+
+static void attempts_clear(ps_req_t *req, const char *key) {
+  if (THREAD(req)->redis)
+    user_redis_ratelimit_clear(SESSIONS(req), "key", key);
+  else
+    ratelimit_clear(SVC(req)->per_email, key);
+}
+
 /* Loads the signed-in user; answers 401 when the account no longer exists. */
 static int current_user_or_reply(ps_req_t *req, user_t *u) {
   if (ps_auth_user_or_reply(req)) return PS_EAUTH;
@@ -100,7 +135,7 @@ static json_t *issue_tokens(ps_req_t *req, const user_t *u, const char *family) 
   if (ps_jwt_sign(&svc->keys, &req->arena, u->id, u->email, role, now, &access)) return NULL;
   char *refresh = random_token(&req->arena);
   if (!family) family = new_uuid(&req->arena);
-  if (STORE(req)->ops->refresh_add(STORE(req), sha256_hex(&req->arena, refresh), family, u->id,
+  if (SESSIONS(req)->ops->refresh_add(SESSIONS(req), sha256_hex(&req->arena, refresh), family, u->id,
                                    now + svc->refresh_ttl))
     return NULL;
   return json_pack("{s:s, s:s, s:s, s:I, s:I}", "access_token", access, "refresh_token", refresh,
@@ -345,15 +380,7 @@ static void handle_login(ps_req_t *req) {
     return;
   char email[256];
   user_normalize_email(raw_email, email, sizeof(email));
-  int64_t now = now_s();
-  int retry = 0;
-  if (ratelimit_hit(svc->per_client, client_address(req), now, &retry) ||
-      ratelimit_hit(svc->per_email, email, now, &retry)) {
-    ps_reply_header(req, "Retry-After", ps_arena_sprintf(&req->arena, "%d", retry));
-    ps_reply_problem(req, PS_PROBLEM_RATE_LIMITED, NULL,
-                     "too many sign-in attempts; try again in %d seconds", retry);
-    return;
-  }
+  if (attempt_allowed_or_reply(req, email)) return;
   user_t u;
   int rc = STORE(req)->ops->get_by_email(STORE(req), &req->arena, email, &u);
   if (rc && rc != PS_ENOTFOUND) {
@@ -368,7 +395,7 @@ static void handle_login(ps_req_t *req) {
     ps_reply_problem(req, PS_PROBLEM_UNAUTHORIZED, NULL, "the email or the password is wrong");
     return;
   }
-  ratelimit_clear(svc->per_email, email);
+  attempts_clear(req, email);
   json_t *tokens = issue_tokens(req, &u, NULL);
   if (!tokens) {
     ps_reply_problem(req, PS_PROBLEM_UNAVAILABLE, NULL, "could not start a session");
@@ -391,11 +418,11 @@ static int refresh_token_or_reply(ps_req_t *req, const char **hash) {
 static void handle_refresh(ps_req_t *req) {
   const char *hash, *user_id, *family;
   if (refresh_token_or_reply(req, &hash)) return;
-  user_store_t *st = STORE(req);
-  int rc = st->ops->refresh_use(st, &req->arena, hash, now_s(), &user_id, &family);
+  user_store_t *st = STORE(req), *ss = SESSIONS(req);
+  int rc = ss->ops->refresh_use(ss, &req->arena, hash, now_s(), &user_id, &family);
   if (rc == PS_ECONFLICT) {
     /* A rotated token came back: someone holds a copy. End the whole session family. */
-    st->ops->refresh_revoke_family(st, family);
+    ss->ops->refresh_revoke_family(ss, family);
     ps_log(PS_LOG_WARN, req->request_id, "refresh token reuse for user %s: session revoked", user_id);
     ps_reply_problem(req, PS_PROBLEM_UNAUTHORIZED, "refresh_token",
                      "this refresh token was already used; the session is revoked, sign in again");
@@ -427,9 +454,9 @@ static void handle_refresh(ps_req_t *req) {
 static void handle_logout(ps_req_t *req) {
   const char *hash, *family, *user_id;
   if (refresh_token_or_reply(req, &hash)) return;
-  user_store_t *st = STORE(req);
-  int rc = st->ops->refresh_family(st, &req->arena, hash, &family, &user_id);
-  if (rc == 0) rc = st->ops->refresh_revoke_family(st, family);
+  user_store_t *ss = SESSIONS(req);
+  int rc = ss->ops->refresh_family(ss, &req->arena, hash, &family, &user_id);
+  if (rc == 0) rc = ss->ops->refresh_revoke_family(ss, family);
   if (rc && rc != PS_ENOTFOUND) {
     ps_reply_error(req, rc, NULL);
     return;
@@ -447,15 +474,8 @@ static void handle_reset_request(ps_req_t *req) {
   if (ps_json_body_or_reply(req, &body) || ps_json_only_keys_or_reply(req, body, allowed) ||
       email_or_reply(req, body, email, sizeof(email)))
     return;
-  int retry = 0;
   int64_t now = now_s();
-  char *key = ps_arena_sprintf(&req->arena, "reset:%s", email);
-  if (ratelimit_hit(svc->per_client, client_address(req), now, &retry) ||
-      ratelimit_hit(svc->per_email, key, now, &retry)) {
-    ps_reply_header(req, "Retry-After", ps_arena_sprintf(&req->arena, "%d", retry));
-    ps_reply_problem(req, PS_PROBLEM_RATE_LIMITED, NULL, "too many requests; try again in %d seconds", retry);
-    return;
-  }
+  if (attempt_allowed_or_reply(req, ps_arena_sprintf(&req->arena, "reset:%s", email))) return;
   user_t u;
   user_store_t *st = STORE(req);
   int rc = st->ops->get_by_email(st, &req->arena, email, &u);
@@ -503,7 +523,7 @@ static void handle_reset_confirm(ps_req_t *req) {
     rc = hash ? st->ops->update_password(st, u.id, hash, now_s()) : PS_EINTERNAL;
   }
   /* Every session of the account ends: whoever knew the old password is signed out. */
-  if (rc == 0) rc = st->ops->refresh_revoke_user(st, user_id);
+  if (rc == 0) rc = SESSIONS(req)->ops->refresh_revoke_user(SESSIONS(req), user_id);
   if (rc) {
     ps_reply_error(req, rc, NULL);
     return;

@@ -41,7 +41,7 @@ typedef struct {
                      int64_t expires_at);
   /* Marks the token used and returns its user and family. PS_ENOTFOUND: unknown;
    * PS_ECONFLICT: already used or revoked (the caller revokes the family: reuse);
-   * PS_EEXPIRED: too old. Atomic: two concurrent uses never both succeed. */
+   * PS_EEXPIRED (or PS_ENOTFOUND, for stores that forget expired tokens): too old. Atomic: two concurrent uses never both succeed. */
   int (*refresh_use)(user_store_t *s, ps_arena_t *a, const char *hash, int64_t now,
                      const char **user_id, const char **family);
   int (*refresh_revoke_family)(user_store_t *s, const char *family);
@@ -75,5 +75,14 @@ int user_store_open(const char *url, user_store_t **out);
 int user_store_url_ok(const char *url);
 int user_store_sqlite_open(const char *path, user_store_t **out);
 int user_store_mongo_open(const char *url, user_store_t **out);
+
+/* Sessions in Redis ("redis://host:port"): a store with only the refresh_* operations, ping
+ * and close (store_redis.c). Expired tokens are forgotten by Redis, so refresh_use answers
+ * PS_ENOTFOUND for them. */
+int user_sessions_redis_open(const char *url, user_store_t **out);
+/* Login rate limits shared by every replica through the sessions' Redis connection. */
+int user_redis_ratelimit_hit(user_store_t *sessions, const char *scope, const char *key, int max,
+                             int window, int *retry_after);
+void user_redis_ratelimit_clear(user_store_t *sessions, const char *scope, const char *key);
 
 #endif

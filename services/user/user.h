@@ -22,12 +22,16 @@ typedef struct {
   size_t argon_mem;             /* crypto_pwhash memlimit, bytes */
   char dummy_hash[128];         /* verified when the email is unknown: same cost either way */
   int trust_proxy;              /* take the client address from X-Real-IP */
-  ratelimit_t *per_email, *per_client;
+  const char *redis_url;        /* sessions and rate limits in Redis when set */
+  int limit_per_email, limit_per_client, limit_window;
+  ratelimit_t *per_email, *per_client; /* the embedded limiters, when there is no Redis */
 } user_service_t;
 
 /* Per event-loop thread. */
 typedef struct {
-  user_store_t *store;
+  user_store_t *store;    /* accounts, reset tokens, outbox */
+  user_store_t *sessions; /* refresh tokens: the same store, or Redis */
+  int redis;              /* sessions is Redis (and counts rate limits too) */
 } user_thread_t;
 
 extern const ps_route_t user_routes[];

@@ -21,6 +21,8 @@ def svc():
     s = Service(BIN, env, name="user")
     # The same suite runs on the embedded store and, in the integration tier, on MongoDB.
     s.env["USER_STORE"] = STORE_URL or "sqlite://" + os.path.join(s.data_dir, "user.db")
+    if os.environ.get("USER_TEST_REDIS_URL"):
+        s.env["REDIS_URL"] = os.environ["USER_TEST_REDIS_URL"]
     s.stop()
     s.start()
     yield s
