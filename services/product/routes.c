@@ -2,6 +2,7 @@
  * (listing, detail, categories), admin CRUD, and the internal routes the order service and
  * the search service call (reservations, lookup, outbox). */
 #include <errno.h>
+#include <event2/http.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,20 @@ static void list_param_cb(void *arg, const char *key, const char *value) {
   product_query_t *q = p->q;
   if (p->bad_key) return;
   ps_arena_t *a = &p->req->arena;
+  /* libevent decodes query values but not keys: decode them here, so "brand%5B%24ne%5D" is
+   * seen (and named in the answer) as "brand[$ne]". */
+  if (strchr(key, '%') || strchr(key, '+')) {
+    size_t len = 0;
+    char *dec = evhttp_uridecode(key, 1, &len);
+    if (!dec || strlen(dec) != len) {
+      free(dec);
+      p->bad_key = "?";
+      p->bad_why = "parameter name is not valid";
+      return;
+    }
+    key = ps_arena_strdup(a, dec);
+    free(dec); /* libevent allocated it */
+  }
   if (strchr(key, '$') || strchr(key, '[')) {
     /* brand[$ne]=x and friends: operators are never read from a query string. */
     p->bad_key = ps_arena_strdup(a, key);
