@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Base of the problem "type" URIs the edge answers with, the same as the services use. */
-#define PROBLEM_BASE "https://polyshop.dev/problems/"
+/* Prefix of the problem "type" URIs the edge answers with: the one of include/polyshop/problem.h. */
+#define PROBLEM_BASE "urn:polyshop:problem:"
 
 static char *read_file(const char *path) {
   FILE *f = fopen(path, "r");

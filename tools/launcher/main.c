@@ -402,6 +402,8 @@ int main(int argc, char **argv) {
   if (!cfg.no_edge) {
     snprintf(val, sizeof val, "http://localhost:%d", cfg.edge_port);
     setenv("POLYSHOP_PUBLIC_URL", val, 0);
+    /* Services listen on loopback behind the edge, so the client address it passes is true. */
+    setenv("POLYSHOP_TRUST_PROXY", "1", 0);
   }
   for (int i = 0; i < table.n; i++) {
     upper(up, sizeof up, table.svc[i].name);
@@ -510,6 +512,13 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
   sigprocmask(SIG_BLOCK, &set, NULL);
+  /* A non-interactive shell starts background jobs with SIGINT ignored, and an ignored
+   * signal is dropped rather than queued for sigtimedwait; an inherited SIG_IGN for SIGCHLD
+   * would reap the children behind our back. Blocked, the default dispositions are safe. */
+  signal(SIGCHLD, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGHUP, SIG_DFL);
   signal(SIGPIPE, SIG_IGN);
 
   lr_log("info", "starting", "s", "data_dir", cfg.data_dir, "s", "services_tsv", cfg.services_tsv, "i",

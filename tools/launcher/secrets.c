@@ -22,6 +22,14 @@ typedef struct kvs_s {
   kv_t kv[32];
 } kvs_t;
 
+/* Copies src into dst (size bytes), cutting it if needed. */
+static void copy(char *dst, size_t size, const char *src) {
+  size_t n = strlen(src);
+  if (n >= size) n = size - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
 static const char *kvs_get(const kvs_t *k, const char *key) {
   for (int i = 0; i < k->n; i++)
     if (strcmp(k->kv[i].key, key) == 0) return k->kv[i].value;
@@ -31,13 +39,13 @@ static const char *kvs_get(const kvs_t *k, const char *key) {
 static void kvs_set(kvs_t *k, const char *key, const char *value) {
   for (int i = 0; i < k->n; i++) {
     if (strcmp(k->kv[i].key, key) == 0) {
-      snprintf(k->kv[i].value, sizeof k->kv[i].value, "%s", value);
+      copy(k->kv[i].value, sizeof k->kv[i].value, value);
       return;
     }
   }
   if (k->n == (int)(sizeof k->kv / sizeof k->kv[0])) return;
-  snprintf(k->kv[k->n].key, sizeof k->kv[k->n].key, "%s", key);
-  snprintf(k->kv[k->n].value, sizeof k->kv[k->n].value, "%s", value);
+  copy(k->kv[k->n].key, sizeof k->kv[k->n].key, key);
+  copy(k->kv[k->n].value, sizeof k->kv[k->n].value, value);
   k->n++;
 }
 
