@@ -3,6 +3,7 @@
 #include <event2/event.h>
 #include <sodium.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,7 +94,10 @@ int main(void) {
   order_service_t svc = {0};
   ps_server_config_t server;
   ps_server_config_from_env(&server, &cfg, "127.0.0.1:8103");
-  svc.store_url = ps_config_str(&cfg, "ORDER_STORE", "sqlite://./data/order.db");
+  const char *data_dir = ps_config_str(&cfg, "POLYSHOP_DATA_DIR", "./data");
+  char default_url[4096];
+  snprintf(default_url, sizeof(default_url), "sqlite://%s/order.db", data_dir);
+  svc.store_url = ps_config_str(&cfg, "ORDER_STORE", default_url);
   svc.user_url = url_or_error(&cfg, "USER_URL", 1);
   svc.product_url = url_or_error(&cfg, "PRODUCT_URL", 1);
   svc.payment_url = url_or_error(&cfg, "PAYMENT_URL", 1);
@@ -103,6 +107,7 @@ int main(void) {
   svc.default_payment_method = ps_config_str(&cfg, "ORDER_DEFAULT_PAYMENT_METHOD", "pm_card_visa");
   svc.reservation_ttl = ps_config_int(&cfg, "ORDER_RESERVATION_TTL", 900, 30, 86400);
   svc.payment_timeout_ms = ps_config_int(&cfg, "ORDER_PAYMENT_TIMEOUT_MS", 5000, 100, 60000);
+  svc.payment_settle_s = ps_config_int(&cfg, "ORDER_PAYMENT_SETTLE_SECONDS", 60, 0, 86400);
   svc.recovery_interval_ms = ps_config_int(&cfg, "ORDER_RECOVERY_INTERVAL_MS", 5000, 50, 3600000);
   svc.recovery_grace_s = ps_config_int(&cfg, "ORDER_RECOVERY_GRACE_SECONDS", 15, 0, 86400);
   svc.relay_interval_ms = ps_config_int(&cfg, "ORDER_RELAY_INTERVAL_MS", 1000, 50, 3600000);

@@ -110,6 +110,7 @@ typedef struct {
   const char *default_payment_method;
   long long reservation_ttl;     /* seconds */
   long long payment_timeout_ms;
+  long long payment_settle_s;    /* how long a timed-out charge is watched for a late capture */
   long long recovery_interval_ms;
   long long recovery_grace_s;    /* an unfinished order is left to its handler this long */
   long long relay_interval_ms;

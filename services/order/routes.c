@@ -370,7 +370,7 @@ static void fail_order(ps_req_t *req, order_t *o, const char *from, const char *
     o->saga_step = ORDER_STEP_RELEASING;
     o->payment_status = payment_status;
     rc = order_finish_release(t, &req->arena, o);
-    if (rc) ps_log(PS_LOG_WARN, req->request_id, "order %s: compensation left to recovery: %s",
+    if (rc && rc != PS_ECONFLICT) ps_log(PS_LOG_WARN, req->request_id, "order %s: compensation left to recovery: %s",
                    o->id, ps_strerror(rc));
     reply_text(req, status, text);
     return;
