@@ -1,0 +1,68 @@
+/* payment.h - what the payment service's files share: its configuration, per-thread state,
+ * input validation and the webhook signature check. */
+#ifndef POLYSHOP_PAYMENT_H
+#define POLYSHOP_PAYMENT_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "polyshop/auth.h"
+#include "polyshop/http.h"
+#include "provider.h"
+#include "store.h"
+
+enum {
+  PAYMENT_AMOUNT_MAX = 99999999,   /* minor units, Stripe's own ceiling (999,999.99) */
+  PAYMENT_IDEM_KEY_MAX = 255,
+  PAYMENT_WEBHOOK_TOLERANCE = 300, /* seconds either side of now */
+};
+
+/* Service-wide state, read-only after start. */
+typedef struct {
+  const char *store_url;
+  ps_jwt_keys_t keys;
+  provider_config_t provider;
+  const char *internal_token;          /* POLYSHOP_INTERNAL_TOKEN, or NULL */
+  const char *webhook_secret;          /* STRIPE_WEBHOOK_SECRET, or NULL: webhooks refused */
+  int64_t webhook_tolerance;           /* seconds */
+  int64_t claim_stale_after;           /* seconds after which a pending key is taken over */
+  long busy_wait_ms;                   /* how long a duplicate waits for the first to finish */
+} payment_service_t;
+
+/* Per event-loop thread. */
+typedef struct {
+  payment_store_t *store;
+  provider_t *provider;
+} payment_thread_t;
+
+extern const ps_route_t payment_routes[];
+extern const size_t payment_nroutes;
+
+/* --- validation (validate.c). Each returns NULL when the value is good, or a sentence
+ * saying what is wrong. ------------------------------------------------------------------ */
+
+/* An Idempotency-Key: 1 to 255 visible ASCII characters (0x21..0x7e). */
+const char *payment_check_idem_key(const char *key);
+/* An ISO 4217 code we accept: three upper-case letters from the list in validate.c. */
+const char *payment_check_currency(const char *currency);
+/* A card number: 12 to 19 digits passing the Luhn check. */
+const char *payment_check_card_number(const char *number);
+/* A provider payment method token: 3 to 255 of [A-Za-z0-9_]. */
+const char *payment_check_token(const char *token);
+/* An identifier from another service (order id, user id): 1 to 64 of [A-Za-z0-9_.:-]. */
+const char *payment_check_ref(const char *id);
+
+/* --- webhooks (webhook.c) ---------------------------------------------------------------- */
+
+/* Checks a Stripe-Signature header ("t=...,v1=...") against the raw payload: some v1 must be
+ * HMAC-SHA256(secret, "<t>.<payload>") and t within tolerance seconds of now. Returns 0,
+ * PS_EPARSE (header missing or malformed), PS_EAUTH (no signature matches) or PS_EEXPIRED
+ * (genuine but outside the tolerance: a replay). Comparisons are constant-time. */
+int payment_webhook_verify(const char *header, const char *payload, size_t len,
+                           const unsigned char *secret, size_t secret_len, int64_t now,
+                           int64_t tolerance);
+
+/* Builds the Stripe-Signature header for payload at time t, in the arena (fixtures). */
+char *payment_webhook_sign(ps_arena_t *a, const char *payload, size_t len,
+                           const unsigned char *secret, size_t secret_len, int64_t t);
+
+#endif

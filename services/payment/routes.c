@@ -1,0 +1,638 @@
+/* routes.c - the payment service's HTTP handlers: idempotent charges, history, refunds,
+ * Stripe webhooks and the audit log check. The route table is at the bottom.
+ *
+ * Answers that an Idempotency-Key protects (charges, keyed refunds) are built as text first,
+ * stored with the key, then sent, so a repeated request gets the very same bytes back. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ledger.h"
+#include "payment.h"
+#include "polyshop/error.h"
+#include "polyshop/json.h"
+#include "polyshop/log.h"
+#include "polyshop/problem.h"
+
+#define SVC(req) ((payment_service_t *)(req)->service_ctx)
+#define THR(req) ((payment_thread_t *)(req)->thread_ctx)
+#define STORE(req) (THR(req)->store)
+#define PROVIDER(req) (THR(req)->provider)
+
+#define PROBLEM_PREFIX "urn:polyshop:problem:"
+#define CT_JSON "application/json"
+#define CT_PROBLEM "application/problem+json"
+
+enum { LIST_LIMIT_DEFAULT = 20, LIST_LIMIT_MAX = 100 };
+
+/* --- small helpers ---------------------------------------------------------------------- */
+
+static int64_t now_s(void) { return (int64_t)time(NULL); }
+
+static void decref_cb(void *v) { json_decref(v); }
+
+static char *iso_time(ps_arena_t *a, int64_t t) {
+  time_t tt = (time_t)t;
+  struct tm tm;
+  gmtime_r(&tt, &tm);
+  char *s = ps_arena_alloc(a, 24);
+  strftime(s, 24, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return s;
+}
+
+/* A random version-4 UUID. */
+static char *new_uuid(ps_arena_t *a) {
+  unsigned char b[16];
+  randombytes_buf(b, sizeof(b));
+  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+  return ps_arena_sprintf(a, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                          b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+                          b[11], b[12], b[13], b[14], b[15]);
+}
+
+static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
+
+static json_t *payment_json(ps_arena_t *a, const payment_t *p) {
+  json_t *card = p->card_last4 && *p->card_last4
+                     ? json_pack("{s:s, s:s}", "brand", p->card_brand, "last4", p->card_last4)
+                     : json_null();
+  return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:o, s:o, s:s, s:s}",
+                   "id", p->id, "order_id", p->order_id, "user_id", p->user_id, "amount",
+                   (json_int_t)p->amount, "currency", p->currency, "status", p->status,
+                   "provider", p->provider, "provider_ref", str_or_null(p->provider_ref),
+                   "captured", (json_int_t)p->captured, "refunded", (json_int_t)p->refunded,
+                   "failure_code", str_or_null(p->failure_code), "card", card, "created_at",
+                   iso_time(a, p->created_at), "updated_at", iso_time(a, p->updated_at));
+}
+
+static json_t *refund_json(ps_arena_t *a, const refund_t *r) {
+  return json_pack("{s:s, s:s, s:I, s:s, s:o, s:o, s:s, s:s}", "id", r->id, "payment_id",
+                   r->payment_id, "amount", (json_int_t)r->amount, "status", r->status,
+                   "provider_ref", str_or_null(r->provider_ref), "reason",
+                   str_or_null(r->reason), "created_at", iso_time(a, r->created_at),
+                   "updated_at", iso_time(a, r->updated_at));
+}
+
+/* An RFC 9457 problem body (for answers that are stored, or carry extension members). */
+static json_t *problem_json(ps_req_t *req, int status, const char *slug, const char *title,
+                            const char *detail) {
+  return json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type",
+                   ps_arena_sprintf(&req->arena, PROBLEM_PREFIX "%s", slug), "title", title,
+                   "status", status, "detail", detail, "instance", req->path, "request_id",
+                   req->request_id);
+}
+
+/* Dumps v (reference taken) into the arena. */
+static char *dump(ps_req_t *req, json_t *v) {
+  char *text = ps_json_dump(&req->arena, v);
+  json_decref(v);
+  return text;
+}
+
+static void send_text(ps_req_t *req, int status, const char *ctype, const char *body) {
+  ps_reply_raw(req, status, ctype, body, strlen(body));
+}
+
+/* Constant-time comparison of two strings of possibly different lengths. */
+static int same_secret(const char *a, const char *b) {
+  unsigned char ha[crypto_hash_sha256_BYTES], hb[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(ha, (const unsigned char *)a, strlen(a));
+  crypto_hash_sha256(hb, (const unsigned char *)b, strlen(b));
+  return sodium_memcmp(ha, hb, sizeof(ha)) == 0;
+}
+
+/* The order service (X-Internal-Token equal to POLYSHOP_INTERNAL_TOKEN) or an admin. */
+static int internal_or_admin_or_reply(ps_req_t *req) {
+  const char *tok = ps_req_header(req, "X-Internal-Token");
+  if (tok) {
+    if (SVC(req)->internal_token && same_secret(tok, SVC(req)->internal_token)) return 0;
+    ps_reply_problem(req, PS_PROBLEM_UNAUTHORIZED, NULL, "the internal token is not valid");
+    return PS_EAUTH;
+  }
+  return ps_auth_admin_or_reply(req);
+}
+
+static int is_admin(ps_req_t *req) { return req->claims.sub && req->claims.role == PS_ROLE_ADMIN; }
+
+static int idem_key_or_reply(ps_req_t *req, int required, const char **key) {
+  *key = ps_req_header(req, "Idempotency-Key");
+  if (!*key && !required) return 0;
+  const char *why = payment_check_idem_key(*key);
+  if (why) {
+    ps_reply_problem(req, PS_PROBLEM_VALIDATION, "Idempotency-Key", "%s", why);
+    return PS_EINVAL;
+  }
+  return 0;
+}
+
+static int check_or_reply(ps_req_t *req, const char *field, const char *why) {
+  if (!why) return 0;
+  ps_reply_problem(req, PS_PROBLEM_VALIDATION, field, "%s", why);
+  return PS_EINVAL;
+}
+
+static void send_stored(ps_req_t *req, const idem_t *idem) {
+  ps_reply_header(req, "Idempotent-Replayed", "true");
+  send_text(req, idem->response_status, idem->response_type, idem->response_body);
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Answers a claim that cannot go ahead (done, busy, mismatch); returns 1 when it answered. */
+static int claim_answered(ps_req_t *req, claim_t outcome, const idem_t *idem) {
+  switch (outcome) {
+    case CLAIM_DONE: send_stored(req, idem); return 1;
+    case CLAIM_MISMATCH:
+      ps_reply_problem(req, PS_PROBLEM_IDEMPOTENCY_MISMATCH, "Idempotency-Key",
+                       "this Idempotency-Key was used with a different request");
+      return 1;
+    case CLAIM_BUSY:
+      ps_reply_header(req, "Retry-After", "1");
+      ps_reply_problem(req, PS_PROBLEM_CONFLICT, "Idempotency-Key",
+                       "a request with this Idempotency-Key is still being processed");
+      return 1;
+    default: return 0;
+  }
+}
+
+/* --- charges ---------------------------------------------------------------------------- */
+
+/* Reads and checks a charge body; fills p (pending) and the card / token to charge. */
+static int charge_body_or_reply(ps_req_t *req, int internal, payment_t *p,
+                                const char **card, const char **token) {
+  static const char *const allowed_public[] = {"order_id", "amount", "currency",
+                                               "payment_method", "description", NULL};
+  static const char *const allowed_internal[] = {"order_id", "amount", "currency",
+                                                 "payment_method", "description", "user_id",
+                                                 NULL};
+  static const char *const pm_allowed[] = {"card_number", "exp_month", "exp_year", "cvc",
+                                           "token", NULL};
+  json_t *body, *pm;
+  long long amount, exp;
+  int present;
+  const char *cvc, *description;
+  if (ps_json_body_or_reply(req, &body) ||
+      ps_json_only_keys_or_reply(req, body, internal ? allowed_internal : allowed_public) ||
+      ps_json_str_or_reply(req, body, "order_id", 1, 64, &p->order_id) ||
+      check_or_reply(req, "order_id", payment_check_ref(p->order_id) ? "order_id may hold only letters, digits and _ - . :" : NULL) ||
+      ps_json_int_or_reply(req, body, "amount", 1, PAYMENT_AMOUNT_MAX, &amount) ||
+      ps_json_str_or_reply(req, body, "currency", 3, 3, &p->currency) ||
+      check_or_reply(req, "currency", payment_check_currency(p->currency)) ||
+      ps_json_opt_str_or_reply(req, body, "description", 0, 500, &description) ||
+      ps_json_object_or_reply(req, body, "payment_method", &pm) ||
+      ps_json_only_keys_or_reply(req, pm, pm_allowed) ||
+      ps_json_opt_str_or_reply(req, pm, "card_number", 1, 19, card) ||
+      ps_json_opt_str_or_reply(req, pm, "token", 1, 255, token) ||
+      ps_json_opt_int_or_reply(req, pm, "exp_month", 1, 12, &exp, &present) ||
+      ps_json_opt_int_or_reply(req, pm, "exp_year", 2000, 2100, &exp, &present) ||
+      ps_json_opt_str_or_reply(req, pm, "cvc", 3, 4, &cvc))
+    return PS_EINVAL;
+  if (internal) {
+    if (ps_json_str_or_reply(req, body, "user_id", 1, 64, &p->user_id) ||
+        check_or_reply(req, "user_id", payment_check_ref(p->user_id) ? "user_id may hold only letters, digits and _ - . :" : NULL))
+      return PS_EINVAL;
+  }
+  if ((*card != NULL) == (*token != NULL))
+    return check_or_reply(req, "payment_method",
+                          "payment_method needs exactly one of card_number and token");
+  if (*card && check_or_reply(req, "payment_method.card_number", payment_check_card_number(*card)))
+    return PS_EINVAL;
+  if (*token && check_or_reply(req, "payment_method.token", payment_check_token(*token)))
+    return PS_EINVAL;
+  if (cvc && strspn(cvc, "0123456789") != strlen(cvc))
+    return check_or_reply(req, "payment_method.cvc", "cvc must have 3 or 4 digits");
+  if (*card && strcmp(PROVIDER(req)->ops->name, "stripe") == 0 && !provider_test_card_method(*card))
+    return check_or_reply(req, "payment_method.card_number",
+                          "this provider takes a payment method token, not a card number");
+  p->amount = amount;
+  return 0;
+}
+
+/* Builds the answer for a settled charge and records it; returns the HTTP status. */
+static int charge_answer(ps_req_t *req, payment_t *p, const provider_result_t *res,
+                         const char **ctype, const char **text) {
+  p->provider_ref = res->ref ? res->ref : "";
+  if (res->outcome == PROVIDER_SUCCEEDED) {
+    p->status = PAYMENT_SUCCEEDED;
+    p->captured = res->captured > 0 && res->captured <= p->amount ? res->captured : p->amount;
+    p->failure_code = "";
+    *ctype = CT_JSON;
+    *text = dump(req, payment_json(&req->arena, p));
+    return 201;
+  }
+  p->status = PAYMENT_FAILED;
+  p->captured = 0;
+  p->failure_code = res->code && *res->code ? res->code : "failed";
+  int declined = res->outcome == PROVIDER_DECLINED;
+  int status = declined ? 402 : 502;
+  const char *msg = res->message && *res->message ? res->message
+                    : declined ? "the card was declined" : "the payment provider failed";
+  json_t *pb = problem_json(req, status, declined ? "payment-declined" : "upstream",
+                            declined ? "Payment declined" : "Upstream service failed", msg);
+  json_object_set_new(pb, "code", json_string(p->failure_code));
+  json_object_set_new(pb, "payment_id", json_string(p->id));
+  json_object_set_new(pb, "payment", payment_json(&req->arena, p));
+  *ctype = CT_PROBLEM;
+  *text = dump(req, pb);
+  return status;
+}
+
+static void charge(ps_req_t *req, int internal) {
+  payment_service_t *svc = SVC(req);
+  payment_store_t *st = STORE(req);
+  provider_t *prov = PROVIDER(req);
+  const char *key, *card = NULL, *token = NULL;
+  int64_t now = now_s();
+  payment_t p = {.status = PAYMENT_PENDING, .provider = prov->ops->name, .provider_ref = "",
+                 .failure_code = "", .card_brand = "", .card_last4 = "", .created_at = now,
+                 .updated_at = now};
+  if (idem_key_or_reply(req, 1, &key)) return;
+  if (!internal) p.user_id = req->claims.sub;
+  if (charge_body_or_reply(req, internal, &p, &card, &token)) return;
+  p.id = new_uuid(&req->arena);
+  if (card) {
+    p.card_brand = provider_card_brand(card);
+    p.card_last4 = card + strlen(card) - 4;
+  }
+  const char *scope = internal ? "internal" : req->claims.sub;
+  const char *hash = ledger_request_hash(&req->arena, "charge", req->json);
+
+  claim_t outcome;
+  idem_t idem;
+  payment_t pay;
+  int rc;
+  long waited = 0;
+  for (;;) {
+    rc = ledger_charge_claim(st, &req->arena, scope, key, hash, &p, now, svc->claim_stale_after,
+                             &outcome, &idem, &pay);
+    if (rc || outcome != CLAIM_BUSY || waited >= svc->busy_wait_ms) break;
+    /* The first request with this key is charging on another thread or replica; its answer
+     * is usually a few milliseconds away. */
+    sleep_ms(10);
+    waited += 10;
+    now = now_s();
+  }
+  if (rc) {
+    ps_reply_error(req, rc, "the payment store failed");
+    return;
+  }
+  if (claim_answered(req, outcome, &idem)) return;
+
+  provider_charge_t in = {.amount = pay.amount, .currency = pay.currency, .card_number = card,
+                          .token = token,
+                          .idempotency_key = ps_arena_sprintf(&req->arena, "polyshop-%s", pay.id),
+                          .payment_id = pay.id, .order_id = pay.order_id};
+  provider_result_t res;
+  rc = prov->ops->charge(prov, &req->arena, &in, &res);
+  if (rc) {
+    /* Unknown outcome: the payment stays pending and the key is given back, so a retry with
+     * the same key charges the same payment with the same provider key (never twice). */
+    int rel = ledger_idem_release(st, &idem);
+    if (rel) ps_log(PS_LOG_ERROR, req->request_id, "releasing key of payment %s: %s", pay.id, ps_strerror(rel));
+    ps_reply_header(req, "Retry-After", "1");
+    if (rc == PS_ETIMEOUT)
+      ps_reply_problem(req, PS_PROBLEM_TIMEOUT, NULL, "the payment provider did not answer in time; retry with the same Idempotency-Key");
+    else
+      ps_reply_problem(req, PS_PROBLEM_UPSTREAM, NULL, "the payment provider is unreachable (%s); retry with the same Idempotency-Key", ps_strerror(rc));
+    return;
+  }
+  const char *ctype, *text;
+  int status = charge_answer(req, &pay, &res, &ctype, &text);
+  rc = ledger_charge_finish(st, &req->arena, &pay, &idem, status, ctype, text, now_s());
+  if (rc) {
+    /* The provider acted but we could not record it: the claim goes stale and a retry with
+     * the key asks the provider again under the same provider key. */
+    ps_log(PS_LOG_ERROR, req->request_id, "recording payment %s failed: %s", pay.id, ps_strerror(rc));
+    ps_reply_error(req, rc, "the payment store failed; retry with the same Idempotency-Key");
+    return;
+  }
+  if (status == 201)
+    ps_reply_header(req, "Location", ps_arena_sprintf(&req->arena, "/api/v1/payments/%s", pay.id));
+  send_text(req, status, ctype, text);
+}
+
+static void handle_create(ps_req_t *req) {
+  if (ps_auth_user_or_reply(req)) return;
+  charge(req, 0);
+}
+
+static void handle_internal_create(ps_req_t *req) {
+  if (internal_or_admin_or_reply(req)) return;
+  charge(req, 1);
+}
+
+/* --- reading ---------------------------------------------------------------------------- */
+
+/* Loads a payment the caller may see (its owner, an admin or the order service); another
+ * user's payment is answered 404, as if it did not exist. */
+static int visible_payment_or_reply(ps_req_t *req, int internal_ok, payment_t *p) {
+  const char *id = ps_req_param(req, "id");
+  int rc = id && strlen(id) <= 64 ? STORE(req)->ops->payment_get(STORE(req), &req->arena, id, 0, p)
+                                  : PS_ENOTFOUND;
+  if (rc == 0 && !internal_ok && !is_admin(req) && strcmp(p->user_id, req->claims.sub) != 0)
+    rc = PS_ENOTFOUND;
+  if (rc == PS_ENOTFOUND) {
+    ps_reply_problem(req, PS_PROBLEM_NOT_FOUND, NULL, "no payment with this id");
+    return rc;
+  }
+  if (rc) ps_reply_error(req, rc, "the payment store failed");
+  return rc;
+}
+
+static json_t *payment_detail_json(ps_req_t *req, const payment_t *p, int *err) {
+  refund_t *refunds;
+  int n;
+  *err = STORE(req)->ops->refund_list(STORE(req), &req->arena, p->id, &refunds, &n);
+  if (*err) return NULL;
+  json_t *v = payment_json(&req->arena, p);
+  json_t *arr = json_array();
+  for (int i = 0; i < n; i++) json_array_append_new(arr, refund_json(&req->arena, &refunds[i]));
+  json_object_set_new(v, "refunds", arr);
+  return v;
+}
+
+static void handle_get(ps_req_t *req) {
+  payment_t p;
+  int rc;
+  if (ps_auth_user_or_reply(req) || visible_payment_or_reply(req, 0, &p)) return;
+  json_t *v = payment_detail_json(req, &p, &rc);
+  if (!v) {
+    ps_reply_error(req, rc, "the payment store failed");
+    return;
+  }
+  ps_reply_json(req, 200, v);
+}
+
+/* Cursor: "<created_at>_<id>" of the last item of the previous page. */
+static int cursor_or_reply(ps_req_t *req, int64_t *created, const char **id) {
+  const char *c = ps_req_query(req, "cursor");
+  *id = NULL;
+  if (!c || !*c) return 0;
+  char *end;
+  long long t = strtoll(c, &end, 10);
+  if (end == c || *end != '_' || t < 0 || payment_check_ref(end + 1)) {
+    ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "cursor", "cursor is not one this service gave");
+    return PS_EINVAL;
+  }
+  *created = t;
+  *id = end + 1;
+  return 0;
+}
+
+static void handle_list(ps_req_t *req) {
+  long long limit;
+  int64_t after_created = 0;
+  const char *after_id;
+  if (ps_auth_user_or_reply(req) ||
+      ps_query_int_or_reply(req, "limit", LIST_LIMIT_DEFAULT, 1, LIST_LIMIT_MAX, &limit) ||
+      cursor_or_reply(req, &after_created, &after_id))
+    return;
+  const char *order_id = ps_req_query(req, "order_id");
+  if (order_id && payment_check_ref(order_id)) {
+    ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "order_id", "order_id %s", payment_check_ref(order_id));
+    return;
+  }
+  /* Customers see their own payments; an admin sees everyone's (or one user's). */
+  const char *user_id = req->claims.sub;
+  if (is_admin(req)) {
+    user_id = ps_req_query(req, "user_id");
+    if (user_id && payment_check_ref(user_id)) {
+      ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "user_id", "user_id %s", payment_check_ref(user_id));
+      return;
+    }
+  }
+  payment_t *items;
+  int n;
+  int rc = STORE(req)->ops->payment_list(STORE(req), &req->arena, user_id, order_id,
+                                         after_created, after_id, (int)limit + 1, &items, &n);
+  if (rc) {
+    ps_reply_error(req, rc, "the payment store failed");
+    return;
+  }
+  json_t *arr = json_array();
+  int shown = n > limit ? (int)limit : n;
+  for (int i = 0; i < shown; i++) json_array_append_new(arr, payment_json(&req->arena, &items[i]));
+  json_t *next = n > limit ? json_string(ps_arena_sprintf(&req->arena, "%lld_%s",
+                                                          (long long)items[shown - 1].created_at,
+                                                          items[shown - 1].id))
+                           : json_null();
+  ps_reply_json(req, 200, json_pack("{s:o, s:o}", "items", arr, "next_cursor", next));
+}
+
+/* --- refunds ---------------------------------------------------------------------------- */
+
+static void handle_refund(ps_req_t *req) {
+  static const char *const allowed[] = {"amount", "reason", NULL};
+  payment_service_t *svc = SVC(req);
+  payment_store_t *st = STORE(req);
+  provider_t *prov = PROVIDER(req);
+  const char *key, *reason = NULL;
+  int rc;
+  long long amount = 0;
+  int present = 0;
+  json_t *body;
+  if (internal_or_admin_or_reply(req) || idem_key_or_reply(req, 0, &key)) return;
+  if (req->body_len == 0) {
+    body = json_object(); /* no body: refund everything left */
+    ps_arena_defer(&req->arena, decref_cb, body);
+  } else if (ps_json_body_or_reply(req, &body) || ps_json_only_keys_or_reply(req, body, allowed) ||
+             ps_json_opt_int_or_reply(req, body, "amount", 1, PAYMENT_AMOUNT_MAX, &amount, &present) ||
+             ps_json_opt_str_or_reply(req, body, "reason", 0, 500, &reason)) {
+    return;
+  }
+  const char *payment_id = ps_req_param(req, "id");
+  if (!payment_id || payment_check_ref(payment_id)) {
+    ps_reply_problem(req, PS_PROBLEM_NOT_FOUND, NULL, "no payment with this id");
+    return;
+  }
+  /* A payment is refunded through the provider that took it. */
+  payment_t before;
+  rc = st->ops->payment_get(st, &req->arena, payment_id, 0, &before);
+  if (rc == 0 && strcmp(before.provider, prov->ops->name) != 0) {
+    ps_reply_problem(req, PS_PROBLEM_CONFLICT, NULL, "this payment was made through %s, not %s",
+                     before.provider, prov->ops->name);
+    return;
+  }
+  const char *hash = key ? ledger_request_hash(&req->arena,
+                                               ps_arena_sprintf(&req->arena, "refund:%s", payment_id), body)
+                         : NULL;
+  claim_t outcome;
+  idem_t idem = {0};
+  payment_t pay;
+  refund_t refund;
+  const char *why;
+  long waited = 0;
+  for (;;) {
+    rc = ledger_refund_reserve(st, &req->arena, payment_id, present ? amount : 0,
+                               new_uuid(&req->arena), reason, key, hash, now_s(),
+                               svc->claim_stale_after, &outcome, &idem, &pay, &refund, &why);
+    if (rc || outcome != CLAIM_BUSY || waited >= svc->busy_wait_ms) break;
+    sleep_ms(10);
+    waited += 10;
+  }
+  if (rc == PS_ENOTFOUND) {
+    ps_reply_problem(req, PS_PROBLEM_NOT_FOUND, NULL, "no payment with this id");
+    return;
+  }
+  if (rc == PS_ECONFLICT && why) {
+    ps_reply_problem(req, PS_PROBLEM_CONFLICT, present ? "amount" : NULL, "%s", why);
+    return;
+  }
+  if (rc) {
+    ps_reply_error(req, rc, "the payment store failed");
+    return;
+  }
+  if (claim_answered(req, outcome, &idem)) return;
+  provider_result_t res;
+  rc = prov->ops->refund(prov, &req->arena, pay.provider_ref, refund.amount,
+                         ps_arena_sprintf(&req->arena, "polyshop-refund-%s", refund.id), &res);
+  if (rc) {
+    /* Unknown outcome: the refund stays pending and its amount reserved (never refund more
+     * than captured); with a key, a retry resumes it under the same provider key. */
+    if (key) ledger_idem_release(st, &idem);
+    ps_reply_header(req, "Retry-After", "1");
+    ps_reply_problem(req, rc == PS_ETIMEOUT ? PS_PROBLEM_TIMEOUT : PS_PROBLEM_UPSTREAM, NULL,
+                     "the payment provider did not settle refund %s (%s)%s", refund.id,
+                     ps_strerror(rc), key ? "; retry with the same Idempotency-Key" : "");
+    return;
+  }
+  int ok = res.outcome == PROVIDER_SUCCEEDED;
+  int status = ok ? 201 : 502;
+  /* The answer shows the payment as it will be once the refund is recorded. */
+  payment_t after = pay;
+  refund_t rafter = refund;
+  rafter.status = ok ? REFUND_SUCCEEDED : REFUND_FAILED;
+  rafter.provider_ref = ok ? res.ref : "";
+  if (!ok) after.refunded -= refund.amount;
+  after.status = after.refunded <= 0 ? PAYMENT_SUCCEEDED
+                 : after.refunded >= after.captured ? PAYMENT_REFUNDED
+                                                    : PAYMENT_PARTIALLY_REFUNDED;
+  json_t *v;
+  if (ok) {
+    v = refund_json(&req->arena, &rafter);
+    json_object_set_new(v, "payment", payment_json(&req->arena, &after));
+  } else {
+    v = problem_json(req, 502, "upstream", "Upstream service failed",
+                     *res.message ? res.message : "the payment provider refused the refund");
+    json_object_set_new(v, "code", json_string(res.code));
+    json_object_set_new(v, "refund_id", json_string(refund.id));
+  }
+  const char *ctype = ok ? CT_JSON : CT_PROBLEM;
+  const char *text = dump(req, v);
+  rc = ledger_refund_finish(st, &req->arena, &pay, &refund, ok, res.ref, key ? &idem : NULL,
+                            status, ctype, text, now_s());
+  if (rc) {
+    ps_log(PS_LOG_ERROR, req->request_id, "recording refund %s failed: %s", refund.id, ps_strerror(rc));
+    ps_reply_error(req, rc, "the payment store failed");
+    return;
+  }
+  send_text(req, status, ctype, text);
+}
+
+/* --- webhooks --------------------------------------------------------------------------- */
+
+static void handle_stripe_webhook(ps_req_t *req) {
+  payment_service_t *svc = SVC(req);
+  if (!svc->webhook_secret) {
+    ps_reply_problem(req, PS_PROBLEM_UNAVAILABLE, NULL, "webhooks are not configured (STRIPE_WEBHOOK_SECRET)");
+    return;
+  }
+  int rc = payment_webhook_verify(ps_req_header(req, "Stripe-Signature"), req->body, req->body_len,
+                                  (const unsigned char *)svc->webhook_secret,
+                                  strlen(svc->webhook_secret), now_s(), svc->webhook_tolerance);
+  if (rc) {
+    const char *why = rc == PS_EPARSE ? "the Stripe-Signature header is missing or malformed"
+                      : rc == PS_EAUTH ? "the Stripe-Signature does not match the payload"
+                                       : "the Stripe-Signature timestamp is outside the tolerance";
+    ps_reply_problem(req, PS_PROBLEM_VALIDATION, "Stripe-Signature", "%s", why);
+    return;
+  }
+  json_t *ev = json_loadb(req->body, req->body_len, 0, NULL);
+  if (!json_is_object(ev)) {
+    json_decref(ev);
+    ps_reply_problem(req, PS_PROBLEM_MALFORMED_JSON, NULL, "the event is not a JSON object");
+    return;
+  }
+  ps_arena_defer(&req->arena, decref_cb, ev);
+  const char *id = json_string_value(json_object_get(ev, "id"));
+  const char *type = json_string_value(json_object_get(ev, "type"));
+  json_t *obj = json_object_get(json_object_get(ev, "data"), "object");
+  if (!id || !*id || strlen(id) > 255 || !type || strlen(type) > 255 || !json_is_object(obj)) {
+    ps_reply_problem(req, PS_PROBLEM_VALIDATION, NULL, "an event needs id, type and data.object");
+    return;
+  }
+  webhook_kind_t kind = WEBHOOK_OTHER;
+  const char *ref = NULL, *code = NULL;
+  json_int_t amount = 0;
+  if (strcmp(type, "payment_intent.succeeded") == 0) {
+    kind = WEBHOOK_PI_SUCCEEDED;
+    ref = json_string_value(json_object_get(obj, "id"));
+    amount = json_integer_value(json_object_get(obj, "amount_received"));
+  } else if (strcmp(type, "payment_intent.payment_failed") == 0) {
+    kind = WEBHOOK_PI_FAILED;
+    ref = json_string_value(json_object_get(obj, "id"));
+    json_t *err = json_object_get(obj, "last_payment_error");
+    code = json_string_value(json_object_get(err, "decline_code"));
+    if (!code) code = json_string_value(json_object_get(err, "code"));
+  } else if (strcmp(type, "charge.refunded") == 0) {
+    kind = WEBHOOK_CHARGE_REFUNDED;
+    ref = json_string_value(json_object_get(obj, "payment_intent"));
+    amount = json_integer_value(json_object_get(obj, "amount_refunded"));
+  }
+  webhook_result_t result;
+  payment_t pay;
+  rc = ledger_webhook_apply(STORE(req), &req->arena, id, type, kind, ref, (int64_t)amount, code,
+                            now_s(), &result, &pay);
+  if (rc) {
+    /* 5xx makes Stripe deliver the event again later. */
+    ps_reply_error(req, rc, "the payment store failed");
+    return;
+  }
+  static const char *const names[] = {[WEBHOOK_APPLIED] = "applied",
+                                      [WEBHOOK_UNCHANGED] = "unchanged",
+                                      [WEBHOOK_IGNORED] = "ignored",
+                                      [WEBHOOK_DUPLICATE] = "duplicate"};
+  json_t *v = json_pack("{s:b, s:s, s:s}", "received", 1, "event_id", id, "result", names[result]);
+  if (result == WEBHOOK_APPLIED || result == WEBHOOK_UNCHANGED)
+    json_object_set_new(v, "payment_id", json_string(pay.id));
+  ps_reply_json(req, 200, v);
+}
+
+/* --- audit ------------------------------------------------------------------------------ */
+
+static void handle_audit_verify(ps_req_t *req) {
+  if (ps_auth_admin_or_reply(req)) return;
+  audit_verify_t v;
+  char last[65];
+  int rc = ledger_audit_verify(STORE(req), &req->arena, &v, last);
+  if (rc) {
+    ps_reply_error(req, rc, "the payment store failed");
+    return;
+  }
+  json_t *out = json_pack("{s:b, s:I}", "ok", v.ok, "entries", (json_int_t)v.entries);
+  if (v.ok) {
+    json_object_set_new(out, "last_hash", json_string(last));
+  } else {
+    json_object_set_new(out, "first_bad_seq", json_integer(v.first_bad_seq));
+    json_object_set_new(out, "reason", json_string(v.reason));
+  }
+  ps_reply_json(req, 200, out);
+}
+
+/* Literal routes come before parameter routes on the same path. */
+const ps_route_t payment_routes[] = {
+    {"POST", "/api/v1/payments", handle_create},
+    {"GET", "/api/v1/payments", handle_list},
+    {"GET", "/api/v1/payments/audit/verify", handle_audit_verify},
+    {"GET", "/api/v1/payments/{id}", handle_get},
+    {"POST", "/api/v1/payments/{id}/refunds", handle_refund},
+    {"POST", "/api/v1/webhooks/stripe", handle_stripe_webhook},
+    {"POST", "/internal/payments", handle_internal_create},
+};
+const size_t payment_nroutes = sizeof(payment_routes) / sizeof(payment_routes[0]);
