@@ -332,7 +332,7 @@ int ledger_refund_finish(payment_store_t *s, ps_arena_t *a, payment_t *pay, refu
 
 int ledger_webhook_apply(payment_store_t *s, ps_arena_t *a, const char *event_id,
                          const char *type, webhook_kind_t kind, const char *provider_ref,
-                         int64_t amount, const char *code, int64_t now,
+                         const char *payment_id, int64_t amount, const char *code, int64_t now,
                          webhook_result_t *result, payment_t *pay) {
   int rc = PS_ECONFLICT;
   for (int attempt = 0; attempt < TX_ATTEMPTS && rc == PS_ECONFLICT; attempt++) {
@@ -347,6 +347,11 @@ int ledger_webhook_apply(payment_store_t *s, ps_arena_t *a, const char *event_id
     *result = WEBHOOK_IGNORED;
     if (kind == WEBHOOK_OTHER || !provider_ref || !*provider_ref) goto done;
     rc = s->ops->payment_get_by_ref(s, a, provider_ref, 1, pay);
+    if (rc == PS_ENOTFOUND && payment_id && *payment_id) {
+      rc = s->ops->payment_get(s, a, payment_id, 1, pay);
+      if (rc == 0 && *pay->provider_ref) rc = PS_ENOTFOUND; /* it belongs to another intent */
+      if (rc == 0) pay->provider_ref = provider_ref;
+    }
     if (rc == PS_ENOTFOUND) {
       rc = 0;
       goto done;

@@ -120,11 +120,13 @@ typedef enum {
 } webhook_kind_t;
 
 /* Applies one verified provider event in one transaction: records event_id (duplicates are
- * reported and change nothing), finds the payment by provider_ref and moves it, appending
+ * reported and change nothing), finds the payment by provider_ref, or else by our own
+ * payment_id (sent to the provider as metadata; may be NULL) when that payment has no
+ * provider reference yet (its charge ended with an unknown outcome), and moves it, appending
  * audit entries for money that moved. */
 int ledger_webhook_apply(payment_store_t *s, ps_arena_t *a, const char *event_id,
                          const char *type, webhook_kind_t kind, const char *provider_ref,
-                         int64_t amount, const char *code, int64_t now,
+                         const char *payment_id, int64_t amount, const char *code, int64_t now,
                          webhook_result_t *result, payment_t *pay);
 
 #endif

@@ -243,6 +243,18 @@ static int charge_answer(ps_req_t *req, payment_t *p, const provider_result_t *r
   return status;
 }
 
+/* Charges pay through this thread's provider under a provider idempotency key derived from
+ * the payment id, so every retry of one payment is the same charge at the provider. */
+static int ask_provider(ps_req_t *req, const payment_t *pay, const char *card, const char *token,
+                        provider_result_t *res) {
+  provider_t *prov = PROVIDER(req);
+  provider_charge_t in = {.amount = pay->amount, .currency = pay->currency, .card_number = card,
+                          .token = token,
+                          .idempotency_key = ps_arena_sprintf(&req->arena, "polyshop-%s", pay->id),
+                          .payment_id = pay->id, .order_id = pay->order_id};
+  return prov->ops->charge(prov, &req->arena, &in, res);
+}
+
 static void charge(ps_req_t *req, int internal) {
   payment_service_t *svc = SVC(req);
   payment_store_t *st = STORE(req);
@@ -284,13 +296,15 @@ static void charge(ps_req_t *req, int internal) {
   }
   if (claim_answered(req, outcome, &idem)) return;
 
-  provider_charge_t in = {.amount = pay.amount, .currency = pay.currency, .card_number = card,
-                          .token = token,
-                          .idempotency_key = ps_arena_sprintf(&req->arena, "polyshop-%s", pay.id),
-                          .payment_id = pay.id, .order_id = pay.order_id};
   provider_result_t res;
-  rc = prov->ops->charge(prov, &req->arena, &in, &res);
-  if (rc) {
+  if (strcmp(pay.status, PAYMENT_PENDING) != 0) {
+    /* A retry of a charge that the provider's webhook settled meanwhile: answer from what
+     * is recorded, without asking the provider again. */
+    int ok = strcmp(pay.status, PAYMENT_FAILED) != 0;
+    res = (provider_result_t){.outcome = ok ? PROVIDER_SUCCEEDED : PROVIDER_DECLINED,
+                              .ref = pay.provider_ref, .code = pay.failure_code, .message = "",
+                              .captured = pay.captured};
+  } else if ((rc = ask_provider(req, &pay, card, token, &res))) {
     /* Unknown outcome: the payment stays pending and the key is given back, so a retry with
      * the same key charges the same payment with the same provider key (never twice). */
     int rel = ledger_idem_release(st, &idem);
@@ -569,6 +583,8 @@ static void handle_stripe_webhook(ps_req_t *req) {
   }
   webhook_kind_t kind = WEBHOOK_OTHER;
   const char *ref = NULL, *code = NULL;
+  /* Ours, sent as metadata when the intent was created. */
+  const char *our_id = json_string_value(json_object_get(json_object_get(obj, "metadata"), "payment_id"));
   json_int_t amount = 0;
   if (strcmp(type, "payment_intent.succeeded") == 0) {
     kind = WEBHOOK_PI_SUCCEEDED;
@@ -587,8 +603,9 @@ static void handle_stripe_webhook(ps_req_t *req) {
   }
   webhook_result_t result;
   payment_t pay;
-  rc = ledger_webhook_apply(STORE(req), &req->arena, id, type, kind, ref, (int64_t)amount, code,
-                            now_s(), &result, &pay);
+  if (kind == WEBHOOK_CHARGE_REFUNDED) our_id = NULL; /* a charge's metadata is not ours */
+  rc = ledger_webhook_apply(STORE(req), &req->arena, id, type, kind, ref, our_id,
+                            (int64_t)amount, code, now_s(), &result, &pay);
   if (rc) {
     /* 5xx makes Stripe deliver the event again later. */
     ps_reply_error(req, rc, "the payment store failed");

@@ -235,34 +235,39 @@ static void test_webhooks(void **state) {
   char *ref = ps_arena_sprintf(&a, "pi_wh_%s", p.id);
   char *ev1 = uuid(&a), *ev2 = uuid(&a), *ev3 = uuid(&a), *ev4 = uuid(&a);
   assert_int_equal(ledger_charge_claim(s, &a, "u1", uuid(&a), "h", &p, 1000, 60, &out, &idem, &pay), 0);
-  /* The provider's id is known, the outcome not yet (pending). */
-  pay.provider_ref = ref;
-  assert_int_equal(s->ops->payment_update(s, &pay), 0);
+  /* The charge ended with an unknown outcome: pending, and the provider's id unknown. The
+   * provider's event names our payment id in its metadata. */
 
   webhook_result_t res;
   payment_t got;
   assert_int_equal(ledger_webhook_apply(s, &a, ev1, "payment_intent.succeeded", WEBHOOK_PI_SUCCEEDED,
-                                        ref, 2500, NULL, 1100, &res, &got), 0);
+                                        ref, p.id, 2500, NULL, 1100, &res, &got), 0);
   assert_int_equal(res, WEBHOOK_APPLIED);
   assert_string_equal(got.status, PAYMENT_SUCCEEDED);
   assert_int_equal(got.captured, 2500);
+  assert_int_equal(s->ops->payment_get_by_ref(s, &a, ref, 0, &got), 0);
+  assert_string_equal(got.id, p.id);
+  /* Our id in another intent's metadata does not move a payment that has its own intent. */
+  assert_int_equal(ledger_webhook_apply(s, &a, uuid(&a), "payment_intent.payment_failed", WEBHOOK_PI_FAILED,
+                                        "pi_other", p.id, 0, NULL, 1100, &res, &got), 0);
+  assert_int_equal(res, WEBHOOK_IGNORED);
   /* The same event again: a duplicate, nothing changes. */
   assert_int_equal(ledger_webhook_apply(s, &a, ev1, "payment_intent.succeeded", WEBHOOK_PI_SUCCEEDED,
-                                        ref, 2500, NULL, 1101, &res, &got), 0);
+                                        ref, NULL, 2500, NULL, 1101, &res, &got), 0);
   assert_int_equal(res, WEBHOOK_DUPLICATE);
   /* A late failure event does not undo a success. */
   assert_int_equal(ledger_webhook_apply(s, &a, ev2, "payment_intent.payment_failed", WEBHOOK_PI_FAILED,
-                                        ref, 0, "card_declined", 1102, &res, &got), 0);
+                                        ref, NULL, 0, "card_declined", 1102, &res, &got), 0);
   assert_int_equal(res, WEBHOOK_UNCHANGED);
   /* A refund made in the provider's dashboard. */
   assert_int_equal(ledger_webhook_apply(s, &a, ev3, "charge.refunded", WEBHOOK_CHARGE_REFUNDED, ref,
-                                        1000, NULL, 1103, &res, &got), 0);
+                                        NULL, 1000, NULL, 1103, &res, &got), 0);
   assert_int_equal(res, WEBHOOK_APPLIED);
   assert_int_equal(got.refunded, 1000);
   assert_string_equal(got.status, PAYMENT_PARTIALLY_REFUNDED);
   /* Unknown payments are recorded and ignored. */
   assert_int_equal(ledger_webhook_apply(s, &a, ev4, "payment_intent.succeeded", WEBHOOK_PI_SUCCEEDED,
-                                        "pi_nobody_knows", 100, NULL, 1104, &res, &got), 0);
+                                        "pi_nobody_knows", NULL, 100, NULL, 1104, &res, &got), 0);
   assert_int_equal(res, WEBHOOK_IGNORED);
   ps_arena_reset(&a);
 }

@@ -520,6 +520,33 @@ def test_provider_down_then_retry_same_payment():
             s.tmp.cleanup()
 
 
+def test_webhook_settles_pending_payment():
+    """A charge whose outcome is unknown stays pending; the provider's event (naming our
+    payment in its metadata) settles it, and a retry of the key answers from the record
+    without asking the still-unreachable provider again."""
+    with tempfile.TemporaryDirectory(prefix="polyshop-payment-pending-") as d:
+        s = start(d, PAYMENT_TEST_FAIL="timeout")
+        try:
+            cust = make_token("user-pending")
+            admin = make_token("user-admin", role="admin")
+            key = uuid.uuid4().hex
+            assert_problem(charge(s, cust, key=key, order_id="order-p", amount=700), 504, "upstream-timeout")
+            pid = s.call("GET", "/api/v1/payments?order_id=order-p", token=cust).json["items"][0]["id"]
+            ev = {"id": "evt_" + uuid.uuid4().hex, "type": "payment_intent.succeeded",
+                  "data": {"object": {"id": "pi_from_webhook", "amount_received": 700,
+                                      "metadata": {"payment_id": pid}}}}
+            r = post_event(s, ev)
+            assert r.status == 200 and r.json["result"] == "applied" and r.json["payment_id"] == pid, r
+            r = charge(s, cust, key=key, order_id="order-p", amount=700)
+            assert r.status == 201 and r.json["id"] == pid and r.json["provider_ref"] == "pi_from_webhook", r
+            assert r.json["captured"] == 700
+            v = s.call("GET", "/api/v1/payments/audit/verify", token=admin).json
+            assert v["ok"] and v["entries"] == 1  # one charge, recorded once
+        finally:
+            s.stop()
+            s.tmp.cleanup()
+
+
 def test_slow_provider_duplicate_waits():
     """A duplicate arriving while the first request is at the provider waits for its answer."""
     with tempfile.TemporaryDirectory(prefix="polyshop-payment-slow-") as d:
