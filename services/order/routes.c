@@ -217,6 +217,45 @@ static int address_or_reply(ps_req_t *req, json_t *body, const char **out) {
   return 0;
 }
 
+/* The payment method goes to the payment service as it came: a token string ("pm_card_visa",
+ * short for {"token": ...}) or an object {card_number, exp_month, exp_year, cvc} / {token},
+ * which that service validates. The order keeps only a label (the token, or the card's last
+ * four digits): card numbers are never stored here. */
+static int payment_method_or_reply(ps_req_t *req, json_t *body, json_t **out, const char **label) {
+  static const char *const allowed[] = {"card_number", "exp_month", "exp_year", "cvc", "token", NULL};
+  json_t *pm = json_object_get(body, "payment_method");
+  json_t *method;
+  if (!pm || json_is_null(pm)) pm = json_string(SVC(req)->default_payment_method);
+  else json_incref(pm);
+  ps_arena_defer(&req->arena, (ps_arena_cleanup_cb)json_decref, pm);
+  if (json_is_string(pm)) {
+    const char *tok = json_text(pm, 3, 255);
+    if (!tok) {
+      ps_reply_problem(req, PS_PROBLEM_VALIDATION, "payment_method",
+                       "payment_method must be a payment token or an object");
+      return PS_EINVAL;
+    }
+    method = json_pack("{s:s}", "token", tok);
+    ps_arena_defer(&req->arena, (ps_arena_cleanup_cb)json_decref, method);
+    *label = ps_arena_sprintf(&req->arena, "token:%s", tok);
+  } else if (json_is_object(pm)) {
+    if (ps_json_only_keys_or_reply(req, pm, allowed)) return PS_EINVAL;
+    method = pm;
+    const char *card = json_string_value(json_object_get(pm, "card_number"));
+    const char *tok = json_string_value(json_object_get(pm, "token"));
+    size_t len = card ? strlen(card) : 0;
+    *label = card && len >= 4 ? ps_arena_sprintf(&req->arena, "card:%s", card + len - 4)
+             : tok ? ps_arena_sprintf(&req->arena, "token:%.64s", tok)
+                   : "unknown";
+  } else {
+    ps_reply_problem(req, PS_PROBLEM_VALIDATION, "payment_method",
+                     "payment_method must be a payment token or an object");
+    return PS_EINVAL;
+  }
+  *out = method;
+  return 0;
+}
+
 /* --- calls made by the checkout ---------------------------------------------------------- */
 
 /* The error answer for a failed call to another service. */
@@ -432,12 +471,12 @@ static int reserve(ps_req_t *req, order_t *o) {
 }
 
 /* Charges the order; on success *payment_id is set. Otherwise fails the order and answers. */
-static int charge(ps_req_t *req, order_t *o, const char **payment_id) {
+static int charge(ps_req_t *req, order_t *o, json_t *method, const char **payment_id) {
   order_thread_t *t = THREAD(req);
   ps_arena_t *a = &req->arena;
-  json_t *q = json_pack("{s:s, s:s, s:I, s:s, s:s}", "order_id", o->id, "user_id", o->user_id,
+  json_t *q = json_pack("{s:s, s:s, s:I, s:s, s:O}", "order_id", o->id, "user_id", o->user_id,
                         "amount", (json_int_t)o->total, "currency", o->currency, "payment_method",
-                        o->payment_method);
+                        method);
   char *body = ps_json_dump(a, q);
   json_decref(q);
   order_call_result_t r;
@@ -461,6 +500,11 @@ static int charge(ps_req_t *req, order_t *o, const char **payment_id) {
                                                        code ? code : "declined");
     fail_order(req, o, ORDER_STEP_RESERVED, "failed", 402, "payment-declined", "Payment declined",
                "payment_method", d);
+  } else if (r.err == 0 && r.status == 502 && json_is_object(json_object_get(doc, "payment"))) {
+    /* The provider refused for its own reasons (a processing error): recorded as failed. */
+    const char *d = upstream_detail(req, &r, "the payment provider failed", &field);
+    fail_order(req, o, ORDER_STEP_RESERVED, "failed", 502, "upstream", "Upstream service failed",
+               NULL, d);
   } else if (r.err == 0 && r.status >= 400 && r.status < 500) {
     const char *d = upstream_detail(req, &r, "the payment service refused the charge", &field);
     fail_order(req, o, ORDER_STEP_RESERVED, "failed", 422, "payment-rejected", "Payment rejected",
@@ -513,10 +557,11 @@ static void handle_create(ps_req_t *req) {
 
   item_in_t *in;
   size_t n;
-  const char *address, *code = NULL, *method = NULL;
+  const char *address, *code = NULL, *method_label;
+  json_t *method;
   if (items_or_reply(req, body, &in, &n) || address_or_reply(req, body, &address) ||
       ps_json_opt_str_or_reply(req, body, "discount_code", 1, ORDER_DISCOUNT_CODE_MAX, &code) ||
-      ps_json_opt_str_or_reply(req, body, "payment_method", 1, 128, &method))
+      payment_method_or_reply(req, body, &method, &method_label))
     return;
   const discount_t *disc = NULL;
   if (code && !(disc = order_discount_find(order_discounts, order_ndiscounts, code))) {
@@ -534,7 +579,7 @@ static void handle_create(ps_req_t *req) {
   o.total = o.subtotal - o.discount;
   o.discount_code = disc ? disc->code : NULL;
   o.address = address;
-  o.payment_method = method ? method : svc->default_payment_method;
+  o.payment_method = method_label;
   /* Chosen before the product service sees it, so a crash right after reserving still
    * leaves an order that names the reservation to release. */
   o.reservation_id = o.id;
@@ -567,7 +612,7 @@ static void handle_create(ps_req_t *req) {
   o.saga_step = ORDER_STEP_RESERVED;
 
   const char *payment_id;
-  if (charge(req, &o, &payment_id)) return;
+  if (charge(req, &o, method, &payment_id)) return;
   order_fault(svc, "after_charge");
   order_change_t charged = {.id = o.id, .expect_step = ORDER_STEP_RESERVED,
                             .step = ORDER_STEP_CHARGED, .payment_status = "paid",

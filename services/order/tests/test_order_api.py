@@ -64,15 +64,16 @@ class FakePayments:
                 return json.loads(self.rfile.read(n) or b"{}")
 
             def do_GET(self):
-                if self.path.startswith("/internal/payments?order_id="):
-                    oid = self.path.split("=", 1)[1]
+                if self.path.startswith("/api/v1/payments?order_id="):
+                    oid = self.path.split("=", 1)[1].split("&")[0]
                     with fake.lock:
                         items = [p for p in fake.payments.values() if p["order_id"] == oid]
                     return self.answer(200, {"items": items, "next_cursor": None})
                 self.answer(404, {})
 
             def do_POST(self):
-                if self.headers.get("X-Internal-Token") != SECRET:
+                if self.headers.get("X-Internal-Token") != SECRET or \
+                        not self.headers.get("Authorization", "").startswith("Bearer "):
                     return self.answer(401, {"status": 401})
                 body = self.body()
                 if self.path == "/internal/events":
@@ -81,8 +82,8 @@ class FakePayments:
                     return self.answer(202, {})
                 if self.path == "/internal/payments":
                     return self.charge(body)
-                if self.path.startswith("/internal/payments/") and self.path.endswith("/refunds"):
-                    pid = self.path.split("/")[3]
+                if self.path.startswith("/api/v1/payments/") and self.path.endswith("/refunds"):
+                    pid = self.path.split("/")[4]
                     with fake.lock:
                         p = fake.payments.get(pid)
                         if not p:
@@ -104,7 +105,7 @@ class FakePayments:
                 if delay:
                     time.sleep(delay)
                 pid = str(uuid.uuid4())
-                if body.get("payment_method") == "pm_card_chargeDeclined":
+                if body.get("payment_method", {}).get("token") == "pm_card_chargeDeclined":
                     status, doc = 402, {"type": "urn:polyshop:problem:payment-declined",
                                         "title": "Payment declined", "status": 402,
                                         "detail": "Your card was declined."}
@@ -175,8 +176,41 @@ def product_svc():
     s.tmp.cleanup()
 
 
+class RealPayments:
+    """The real payment service (test provider), asked through its admin API."""
+
+    def __init__(self, tmp):
+        self.svc = Service(PAYMENT_BIN, {"POLYSHOP_INTERNAL_TOKEN": SECRET,
+                                         "PAYMENT_STORE": f"sqlite://{tmp}/payment.db"},
+                           name="payment", threads=2)
+        self.base = self.svc.base
+
+    def _of(self, order_id):
+        r = self.svc.call("GET", f"/api/v1/payments?order_id={order_id}&limit=100", token=ADMIN)
+        assert r.status == 200, r
+        return r.json["items"]
+
+    def captured(self, order_id):
+        return [p for p in self._of(order_id) if p["status"] in ("succeeded", "partially_refunded")]
+
+    def charges(self, order_id):
+        return [p for p in self._of(order_id) if p["status"] != "failed"]
+
+    def stop(self):
+        self.svc.stop()
+        self.svc.tmp.cleanup()
+
+
 @pytest.fixture(scope="module")
-def payments():
+def payments(tmp):
+    p = RealPayments(tmp) if PAYMENT_BIN else FakePayments()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def fake():
+    """A stand-in payment service that can be slowed down, and the events sink."""
     p = FakePayments()
     yield p
     p.stop()
@@ -193,9 +227,9 @@ def order_env(user_svc, product_svc, payments, **extra):
 
 
 @pytest.fixture(scope="module")
-def svc(user_svc, product_svc, payments):
+def svc(user_svc, product_svc, payments, fake):
     s = Service(ORDER_BIN, order_env(user_svc, product_svc, payments,
-                                     NOTIFICATION_URL=payments.base, ANALYTICS_URL=payments.base),
+                                     NOTIFICATION_URL=fake.base, ANALYTICS_URL=fake.base),
                 name="order", threads=8)
     yield s
     s.stop()
@@ -519,26 +553,31 @@ def test_payment_service_down(user_svc, product_svc, payments, buyer):
         s.tmp.cleanup()
 
 
-def test_payment_service_slow(svc, product_svc, payments, buyer):
-    p = create_product(product_svc, stock=4)
-    payments.delay = 3.0
+def test_payment_service_slow(user_svc, product_svc, fake, buyer):
+    s = Service(ORDER_BIN, order_env(user_svc, product_svc, fake), name="order-slowpay", threads=2)
     try:
-        t0 = time.time()
-        r = place(svc, buyer, [{"product_id": p["id"], "quantity": 1}])
-        assert time.time() - t0 < 6
+        p = create_product(product_svc, stock=4)
+        fake.delay = 3.0
+        try:
+            t0 = time.time()
+            r = place(s, buyer, [{"product_id": p["id"], "quantity": 1}])
+            assert time.time() - t0 < 6
+        finally:
+            fake.delay = 0.0
+        assert_problem(r, 504, "upstream-timeout")
+        assert stock_of(product_svc, p["id"]) == 4
+        orders = s.call("GET", "/api/v1/orders?limit=100", token=buyer).json["items"]
+        o = [x for x in orders if x["items"][0]["product_id"] == p["id"]][0]
+        assert o["status"] == "failed"
+        # The charge the slow provider made after all is found and refunded.
+        assert wait_for(lambda: fake.charges(o["order_id"]), timeout=10)
+        assert wait_for(lambda: not fake.captured(o["order_id"]) and
+                        s.call("GET", "/api/v1/orders/" + o["order_id"], token=buyer)
+                        .json["payment_status"] == "refunded", timeout=15)
+        assert stock_of(product_svc, p["id"]) == 4
     finally:
-        payments.delay = 0.0
-    assert_problem(r, 504, "upstream-timeout")
-    assert stock_of(product_svc, p["id"]) == 4
-    orders = svc.call("GET", "/api/v1/orders?limit=100", token=buyer).json["items"]
-    o = [x for x in orders if x["items"][0]["product_id"] == p["id"]][0]
-    assert o["status"] == "failed"
-    # The charge the slow provider made after all is found and refunded.
-    assert wait_for(lambda: payments.charges(o["order_id"]), timeout=10)
-    assert wait_for(lambda: not payments.captured(o["order_id"]) and
-                    svc.call("GET", "/api/v1/orders/" + o["order_id"], token=buyer)
-                    .json["payment_status"] == "refunded", timeout=15)
-    assert stock_of(product_svc, p["id"]) == 4
+        s.stop()
+        s.tmp.cleanup()
 
 
 # --- crashes at every step ----------------------------------------------------------------------
@@ -628,13 +667,13 @@ def test_admin_lifecycle(svc, product_svc, buyer):
 
 # --- outbox relay ------------------------------------------------------------------------------
 
-def test_outbox_events_are_delivered_once_each_with_ids(svc, product_svc, payments, buyer):
+def test_outbox_events_are_delivered_once_each_with_ids(svc, product_svc, fake, buyer):
     p = create_product(product_svc, stock=5)
     o = place(svc, buyer, [{"product_id": p["id"], "quantity": 1}]).json
 
     def mine():
-        with payments.lock:
-            return [(k, e) for k, e in payments.events if e.get("order_id") == o["order_id"]]
+        with fake.lock:
+            return [(k, e) for k, e in fake.events if e.get("order_id") == o["order_id"]]
 
     # Two events (created, new -> processing), each to notification and analytics.
     events = wait_for(lambda: len(mine()) >= 4 and mine(), timeout=15)
