@@ -152,5 +152,8 @@ struct payment_store {
 int payment_store_open(const char *url, payment_store_t **out);
 int payment_store_sqlite_open(const char *path, payment_store_t **out);
 int payment_store_pg_open(const char *url, payment_store_t **out);
+/* The PostgreSQL store in another schema than "payment" (lower-case letters, digits, '_'):
+ * tests use a private one. */
+int payment_store_pg_open_schema(const char *url, const char *schema, payment_store_t **out);
 
 #endif

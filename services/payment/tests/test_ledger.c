@@ -1,7 +1,8 @@
 /* test_ledger.c - the behaviour every payment store adapter must have, exercised through
  * ledger.c: idempotent claims, refund limits, webhook updates and the audit chain. Runs
- * against a fresh embedded SQLite file, and against any other engine named by
- * PAYMENT_TEST_STORE_URL (the tamper test then edits rows through that engine's own SQL). */
+ * against a fresh embedded SQLite file, or, built with PAYMENT_TEST_WITH_PG, against the
+ * PostgreSQL of POLYSHOP_TEST_POSTGRES_URL in a private schema dropped at the end (the tamper
+ * test then edits rows through PostgreSQL's own SQL). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,17 +28,25 @@ static int counter;
  * helper below (when built with it). */
 static int tamper_sql(const char *sql);
 
+static char pg_schema[64] __attribute__((unused)); /* set when the store is PostgreSQL */
+
 static int setup(void **state) {
-  const char *env = getenv("PAYMENT_TEST_STORE_URL");
-  if (env) {
-    snprintf(url, sizeof(url), "%s", env);
-  } else {
+  payment_store_t *s;
+#ifdef PAYMENT_TEST_WITH_PG
+  const char *env = getenv("POLYSHOP_TEST_POSTGRES_URL");
+  if (!env) fail_msg("POLYSHOP_TEST_POSTGRES_URL is not set (run under scripts/engines exec)");
+  snprintf(url, sizeof(url), "%s", env);
+  snprintf(pg_schema, sizeof(pg_schema), "payment_test_%d", getpid());
+  assert_int_equal(payment_store_pg_open_schema(url, pg_schema, &s), 0);
+  *state = s;
+  return 0;
+#endif
+  {
     char dir[] = "/tmp/polyshop-payment-store-XXXXXX";
     assert_non_null(mkdtemp(dir));
     snprintf(sqlite_path, sizeof(sqlite_path), "%s/payment.db", dir);
     snprintf(url, sizeof(url), "sqlite://%s", sqlite_path);
   }
-  payment_store_t *s;
   assert_int_equal(payment_store_open(url, &s), 0);
   *state = s;
   return 0;
@@ -46,6 +55,18 @@ static int setup(void **state) {
 static int teardown(void **state) {
   payment_store_t *s = *state;
   s->ops->close(s);
+  if (sqlite_path[0]) {
+    char f[600];
+    const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+      snprintf(f, sizeof(f), "%s%s", sqlite_path, suffixes[i]);
+      unlink(f);
+    }
+    char *slash = strrchr(sqlite_path, '/');
+    *slash = '\0';
+    rmdir(sqlite_path);
+    sqlite_path[0] = '\0';
+  }
   return 0;
 }
 
@@ -391,12 +412,22 @@ static int tamper_pg(const char *sql) {
     PQfinish(c);
     return -1;
   }
+  /* The application itself cannot change the log: the trigger refuses it. */
+  char first[512];
+  snprintf(first, sizeof(first), "SET search_path TO %s; %s", pg_schema, sql);
+  PGresult *r0 = PQexec(c, first);
+  int refused = PQresultStatus(r0) != PGRES_COMMAND_OK;
+  PQclear(r0);
+  if (!refused) {
+    PQfinish(c);
+    return -1;
+  }
   /* The application role cannot change the log (a trigger refuses it); an owner can
    * disable the trigger, which is the attack the hash chain is for. */
   char buf[512];
   snprintf(buf, sizeof(buf),
-           "BEGIN; ALTER TABLE audit_log DISABLE TRIGGER USER; %s;"
-           " ALTER TABLE audit_log ENABLE TRIGGER USER; COMMIT;", sql);
+           "BEGIN; SET LOCAL search_path TO %s; ALTER TABLE audit_log DISABLE TRIGGER USER; %s;"
+           " ALTER TABLE audit_log ENABLE TRIGGER USER; COMMIT;", pg_schema, sql);
   PGresult *r = PQexec(c, buf);
   int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
   PQclear(r);
@@ -431,6 +462,23 @@ static int tamper_sql(const char *sql) {
   return rc;
 }
 
+#ifdef PAYMENT_TEST_WITH_PG
+static void quiet_notice(void *arg, const char *message) {}
+#endif
+
+/* Drops the private PostgreSQL schema of this run. */
+static int group_teardown(void **state) {
+#ifdef PAYMENT_TEST_WITH_PG
+  PGconn *c = PQconnectdb(url);
+  PQsetNoticeProcessor(c, quiet_notice, NULL);
+  char buf[128];
+  snprintf(buf, sizeof(buf), "DROP SCHEMA IF EXISTS %s CASCADE", pg_schema);
+  if (pg_schema[0]) PQclear(PQexec(c, buf));
+  PQfinish(c);
+#endif
+  return 0;
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
@@ -442,5 +490,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_audit_chain, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, group_teardown);
 }

@@ -1,0 +1,613 @@
+/* store_pg.c - the payment store on PostgreSQL through libpq (see store.h). One connection
+ * per event-loop thread, every statement prepared once per connection, tables in their own
+ * schema ("payment"). Money-moving transactions run READ COMMITTED with explicit locks:
+ * rows read for update are locked (SELECT ... FOR UPDATE), audit appenders are serialised by
+ * a transaction-scoped advisory lock, and two inserts of one idempotency key race into a
+ * unique violation that ledger.c answers by retrying the transaction. A dropped connection
+ * is re-established (and its statements prepared again) at the next call. */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "polyshop/alloc.h"
+#include "polyshop/error.h"
+#include "polyshop/log.h"
+#include "store.h"
+
+/* Tables of one schema; %1$s is the schema name. */
+static const char schema_fmt[] =
+    "CREATE SCHEMA IF NOT EXISTS %1$s;"
+    "SET LOCAL search_path TO %1$s;"
+    "CREATE TABLE IF NOT EXISTS payments ("
+    " id TEXT PRIMARY KEY, order_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " amount BIGINT NOT NULL CHECK (amount > 0), currency TEXT NOT NULL,"
+    " status TEXT NOT NULL, provider TEXT NOT NULL, provider_ref TEXT NOT NULL DEFAULT '',"
+    " captured BIGINT NOT NULL DEFAULT 0, refunded BIGINT NOT NULL DEFAULT 0,"
+    " failure_code TEXT NOT NULL DEFAULT '', card_brand TEXT NOT NULL DEFAULT '',"
+    " card_last4 TEXT NOT NULL DEFAULT '', created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+    " CHECK (refunded >= 0 AND refunded <= captured AND captured <= amount));"
+    "CREATE INDEX IF NOT EXISTS payments_user ON payments(user_id, created_at DESC, id DESC);"
+    "CREATE INDEX IF NOT EXISTS payments_order ON payments(order_id);"
+    "CREATE INDEX IF NOT EXISTS payments_ref ON payments(provider_ref) WHERE provider_ref <> '';"
+    "CREATE TABLE IF NOT EXISTS refunds ("
+    " n BIGSERIAL, id TEXT PRIMARY KEY, payment_id TEXT NOT NULL REFERENCES payments(id),"
+    " amount BIGINT NOT NULL CHECK (amount > 0), status TEXT NOT NULL,"
+    " provider_ref TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS refunds_payment ON refunds(payment_id, created_at, n);"
+    "CREATE TABLE IF NOT EXISTS idempotency ("
+    " scope TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"
+    " resource_id TEXT NOT NULL, state INTEGER NOT NULL, claimed_at BIGINT NOT NULL,"
+    " response_status INTEGER NOT NULL DEFAULT 0, response_type TEXT NOT NULL DEFAULT '',"
+    " response_body TEXT NOT NULL DEFAULT '', created_at BIGINT NOT NULL,"
+    " PRIMARY KEY (scope, key));"
+    "CREATE TABLE IF NOT EXISTS webhook_events ("
+    " id TEXT PRIMARY KEY, type TEXT NOT NULL, received_at BIGINT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS audit_log ("
+    " seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, kind TEXT NOT NULL,"
+    " payment_id TEXT NOT NULL, ref TEXT NOT NULL, amount BIGINT NOT NULL,"
+    " currency TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);"
+    /* Append-only for the application; an owner can disable the trigger, which is what the
+     * hash chain is for. */
+    "CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+    " $f$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $f$;"
+    "CREATE OR REPLACE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit_log"
+    " FOR EACH ROW EXECUTE FUNCTION audit_append_only();";
+
+#define PAYMENT_COLS                                                                          \
+  "id,order_id,user_id,amount,currency,status,provider,provider_ref,captured,refunded,"      \
+  "failure_code,card_brand,card_last4,created_at,updated_at"
+#define REFUND_COLS "id,payment_id,amount,status,provider_ref,reason,created_at,updated_at"
+#define IDEM_COLS                                                                             \
+  "scope,key,request_hash,resource_id,state,claimed_at,response_status,response_type,"       \
+  "response_body,created_at"
+
+enum {
+  Q_PAY_INSERT, Q_PAY_GET, Q_PAY_GET_LOCK, Q_PAY_BY_REF, Q_PAY_BY_REF_LOCK, Q_PAY_UPDATE,
+  Q_PAY_LIST, Q_REF_INSERT, Q_REF_GET, Q_REF_UPDATE, Q_REF_LIST, Q_IDEM_GET, Q_IDEM_GET_LOCK,
+  Q_IDEM_INSERT, Q_IDEM_UPDATE, Q_EVENT_INSERT, Q_AUDIT_LOCK, Q_AUDIT_LAST, Q_AUDIT_INSERT,
+  Q_AUDIT_PAGE, Q_PING, Q__COUNT
+};
+
+static const char *const sql[Q__COUNT] = {
+    [Q_PAY_INSERT] = "INSERT INTO payments(" PAYMENT_COLS ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,"
+                     "$10,$11,$12,$13,$14,$15)",
+    [Q_PAY_GET] = "SELECT " PAYMENT_COLS " FROM payments WHERE id=$1",
+    [Q_PAY_GET_LOCK] = "SELECT " PAYMENT_COLS " FROM payments WHERE id=$1 FOR UPDATE",
+    [Q_PAY_BY_REF] = "SELECT " PAYMENT_COLS " FROM payments WHERE provider_ref=$1 AND provider_ref<>''",
+    [Q_PAY_BY_REF_LOCK] = "SELECT " PAYMENT_COLS " FROM payments WHERE provider_ref=$1"
+                          " AND provider_ref<>'' FOR UPDATE",
+    [Q_PAY_UPDATE] = "UPDATE payments SET status=$1, provider_ref=$2, captured=$3, refunded=$4,"
+                     " failure_code=$5, updated_at=$6 WHERE id=$7",
+    [Q_PAY_LIST] = "SELECT " PAYMENT_COLS " FROM payments WHERE ($1::text IS NULL OR user_id=$1)"
+                   " AND ($2::text IS NULL OR order_id=$2)"
+                   " AND ($4::text IS NULL OR created_at < $3::bigint OR (created_at = $3::bigint AND id < $4))"
+                   " ORDER BY created_at DESC, id DESC LIMIT $5",
+    [Q_REF_INSERT] = "INSERT INTO refunds(" REFUND_COLS ") VALUES($1,$2,$3,$4,$5,$6,$7,$8)",
+    [Q_REF_GET] = "SELECT " REFUND_COLS " FROM refunds WHERE id=$1",
+    [Q_REF_UPDATE] = "UPDATE refunds SET status=$1, provider_ref=$2, updated_at=$3 WHERE id=$4",
+    [Q_REF_LIST] = "SELECT " REFUND_COLS " FROM refunds WHERE payment_id=$1 ORDER BY created_at, n",
+    [Q_IDEM_GET] = "SELECT " IDEM_COLS " FROM idempotency WHERE scope=$1 AND key=$2",
+    [Q_IDEM_GET_LOCK] = "SELECT " IDEM_COLS " FROM idempotency WHERE scope=$1 AND key=$2 FOR UPDATE",
+    [Q_IDEM_INSERT] = "INSERT INTO idempotency(" IDEM_COLS ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+    [Q_IDEM_UPDATE] = "UPDATE idempotency SET state=$1, claimed_at=$2, resource_id=$3,"
+                      " response_status=$4, response_type=$5, response_body=$6"
+                      " WHERE scope=$7 AND key=$8",
+    [Q_EVENT_INSERT] = "INSERT INTO webhook_events(id,type,received_at) VALUES($1,$2,$3)",
+    /* Held until the transaction ends: one appender at a time, so seq has no gaps. */
+    [Q_AUDIT_LOCK] = "SELECT pg_advisory_xact_lock(hashtext('polyshop.payment.audit_log'))",
+    [Q_AUDIT_LAST] = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+    [Q_AUDIT_INSERT] = "INSERT INTO audit_log(seq,at,kind,payment_id,ref,amount,currency,"
+                       "prev_hash,hash) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+    [Q_AUDIT_PAGE] = "SELECT seq,at,kind,payment_id,ref,amount,currency,prev_hash,hash"
+                     " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000",
+    [Q_PING] = "SELECT 1",
+};
+
+typedef struct {
+  payment_store_t base;
+  PGconn *conn;
+  char *conninfo; /* owned */
+  char *schema;   /* owned */
+  int in_tx;
+  int prepared;   /* statements prepared on this connection */
+} pg_store_t;
+
+enum { MAX_PARAMS = 16 };
+
+/* Parameters of one call: text values, with room for formatted integers. */
+typedef struct {
+  const char *v[MAX_PARAMS];
+  char num[MAX_PARAMS][24];
+  int n;
+} params_t;
+
+static void p_text(params_t *p, const char *s) { p->v[p->n++] = s; }
+static void p_int(params_t *p, int64_t x) {
+  snprintf(p->num[p->n], sizeof(p->num[p->n]), "%lld", (long long)x);
+  p->v[p->n] = p->num[p->n];
+  p->n++;
+}
+
+static int err_of(PGresult *r, PGconn *c) {
+  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  if (PQstatus(c) != CONNECTION_OK) return PS_EUNAVAIL;
+  if (state && strcmp(state, "23505") == 0) return PS_EEXISTS;            /* unique_violation */
+  if (state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0))
+    return PS_ECONFLICT;                                                  /* retry the tx */
+  if (state && strncmp(state, "08", 2) == 0) return PS_EUNAVAIL;          /* connection */
+  if (state && (strcmp(state, "57P01") == 0 || strcmp(state, "57P03") == 0)) return PS_EUNAVAIL;
+  return PS_ESTORE;
+}
+
+static int prepare_all(pg_store_t *ps) {
+  char buf[96];
+  snprintf(buf, sizeof(buf), "SET search_path TO %s", ps->schema);
+  PGresult *r = PQexec(ps->conn, buf);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  if (!ok) return PS_EUNAVAIL;
+  for (int i = 0; i < Q__COUNT; i++) {
+    snprintf(buf, sizeof(buf), "pay_q%d", i);
+    r = PQprepare(ps->conn, buf, sql[i], 0, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      ps_log_error("postgres payment store: cannot prepare \"%.60s\": %s", sql[i],
+                   PQerrorMessage(ps->conn));
+      int rc = err_of(r, ps->conn);
+      PQclear(r);
+      return rc;
+    }
+    PQclear(r);
+  }
+  ps->prepared = 1;
+  return 0;
+}
+
+/* Makes sure the connection is up (reconnecting outside a transaction). */
+static int ensure(pg_store_t *ps) {
+  if (PQstatus(ps->conn) == CONNECTION_OK && ps->prepared) return 0;
+  if (ps->in_tx) return PS_EUNAVAIL; /* the transaction died with the connection */
+  PQreset(ps->conn);
+  ps->prepared = 0;
+  if (PQstatus(ps->conn) != CONNECTION_OK) return PS_EUNAVAIL;
+  return prepare_all(ps);
+}
+
+/* Runs prepared statement q; *out gets the result (the caller PQclears it) when not NULL. */
+static int run(payment_store_t *s, int q, const params_t *p, PGresult **out) {
+  pg_store_t *ps = (pg_store_t *)s;
+  int rc = ensure(ps);
+  if (rc) return rc;
+  char name[16];
+  snprintf(name, sizeof(name), "pay_q%d", q);
+  PGresult *r = PQexecPrepared(ps->conn, name, p ? p->n : 0, p ? p->v : NULL, NULL, NULL, 0);
+  ExecStatusType st = PQresultStatus(r);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    rc = err_of(r, ps->conn);
+    if (rc != PS_EEXISTS)
+      ps_log_warn("postgres payment store: %s", PQerrorMessage(ps->conn));
+    PQclear(r);
+    return rc;
+  }
+  if (out)
+    *out = r;
+  else
+    PQclear(r);
+  return 0;
+}
+
+static int affected(PGresult *r) { return atoi(PQcmdTuples(r)); }
+
+/* Runs an UPDATE; PS_ENOTFOUND when it touched no row. */
+static int run_update(payment_store_t *s, int q, const params_t *p) {
+  PGresult *r;
+  int rc = run(s, q, p, &r);
+  if (rc) return rc;
+  rc = affected(r) ? 0 : PS_ENOTFOUND;
+  PQclear(r);
+  return rc;
+}
+
+static int exec_simple(pg_store_t *ps, const char *cmd) {
+  PGresult *r = PQexec(ps->conn, cmd);
+  int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : err_of(r, ps->conn);
+  PQclear(r);
+  return rc;
+}
+
+static char *txt(ps_arena_t *a, PGresult *r, int row, int col) {
+  return ps_arena_strdup(a, PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
+}
+static int64_t num(PGresult *r, int row, int col) {
+  return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* --- transactions ------------------------------------------------------------------------ */
+
+static int s_begin(payment_store_t *s, int write) {
+  pg_store_t *ps = (pg_store_t *)s;
+  int rc = ensure(ps);
+  if (rc) return rc;
+  rc = exec_simple(ps, write ? "BEGIN ISOLATION LEVEL READ COMMITTED" : "BEGIN READ ONLY");
+  if (rc == 0) ps->in_tx = 1;
+  return rc;
+}
+
+static int s_commit(payment_store_t *s) {
+  pg_store_t *ps = (pg_store_t *)s;
+  int rc = exec_simple(ps, "COMMIT");
+  ps->in_tx = 0;
+  return rc;
+}
+
+static void s_rollback(payment_store_t *s) {
+  pg_store_t *ps = (pg_store_t *)s;
+  if (PQstatus(ps->conn) == CONNECTION_OK) exec_simple(ps, "ROLLBACK");
+  ps->in_tx = 0;
+}
+
+/* --- payments ---------------------------------------------------------------------------- */
+
+static int s_payment_insert(payment_store_t *s, const payment_t *x) {
+  params_t p = {.n = 0};
+  p_text(&p, x->id);
+  p_text(&p, x->order_id);
+  p_text(&p, x->user_id);
+  p_int(&p, x->amount);
+  p_text(&p, x->currency);
+  p_text(&p, x->status);
+  p_text(&p, x->provider);
+  p_text(&p, x->provider_ref ? x->provider_ref : "");
+  p_int(&p, x->captured);
+  p_int(&p, x->refunded);
+  p_text(&p, x->failure_code ? x->failure_code : "");
+  p_text(&p, x->card_brand ? x->card_brand : "");
+  p_text(&p, x->card_last4 ? x->card_last4 : "");
+  p_int(&p, x->created_at);
+  p_int(&p, x->updated_at);
+  return run(s, Q_PAY_INSERT, &p, NULL);
+}
+
+static void read_payment(PGresult *r, int i, ps_arena_t *a, payment_t *x) {
+  x->id = txt(a, r, i, 0);
+  x->order_id = txt(a, r, i, 1);
+  x->user_id = txt(a, r, i, 2);
+  x->amount = num(r, i, 3);
+  x->currency = txt(a, r, i, 4);
+  x->status = txt(a, r, i, 5);
+  x->provider = txt(a, r, i, 6);
+  x->provider_ref = txt(a, r, i, 7);
+  x->captured = num(r, i, 8);
+  x->refunded = num(r, i, 9);
+  x->failure_code = txt(a, r, i, 10);
+  x->card_brand = txt(a, r, i, 11);
+  x->card_last4 = txt(a, r, i, 12);
+  x->created_at = num(r, i, 13);
+  x->updated_at = num(r, i, 14);
+}
+
+static int one_payment(payment_store_t *s, int q, const char *arg, ps_arena_t *a, payment_t *out) {
+  params_t p = {.n = 0};
+  p_text(&p, arg);
+  PGresult *r;
+  int rc = run(s, q, &p, &r);
+  if (rc) return rc;
+  if (PQntuples(r) == 0) rc = PS_ENOTFOUND;
+  else read_payment(r, 0, a, out);
+  PQclear(r);
+  return rc;
+}
+
+static int s_payment_get(payment_store_t *s, ps_arena_t *a, const char *id, int for_update,
+                         payment_t *out) {
+  return one_payment(s, for_update ? Q_PAY_GET_LOCK : Q_PAY_GET, id, a, out);
+}
+
+static int s_payment_get_by_ref(payment_store_t *s, ps_arena_t *a, const char *ref,
+                                int for_update, payment_t *out) {
+  return one_payment(s, for_update ? Q_PAY_BY_REF_LOCK : Q_PAY_BY_REF, ref, a, out);
+}
+
+static int s_payment_update(payment_store_t *s, const payment_t *x) {
+  params_t p = {.n = 0};
+  p_text(&p, x->status);
+  p_text(&p, x->provider_ref ? x->provider_ref : "");
+  p_int(&p, x->captured);
+  p_int(&p, x->refunded);
+  p_text(&p, x->failure_code ? x->failure_code : "");
+  p_int(&p, x->updated_at);
+  p_text(&p, x->id);
+  return run_update(s, Q_PAY_UPDATE, &p);
+}
+
+static int s_payment_list(payment_store_t *s, ps_arena_t *a, const char *user_id,
+                          const char *order_id, int64_t after_created, const char *after_id,
+                          int limit, payment_t **out, int *n) {
+  params_t p = {.n = 0};
+  p_text(&p, user_id);
+  p_text(&p, order_id);
+  p_int(&p, after_created);
+  p_text(&p, after_id);
+  p_int(&p, limit);
+  PGresult *r;
+  int rc = run(s, Q_PAY_LIST, &p, &r);
+  if (rc) return rc;
+  int rows = PQntuples(r);
+  *out = ps_arena_alloc(a, sizeof(payment_t) * (size_t)(rows > 0 ? rows : 1));
+  for (int i = 0; i < rows; i++) read_payment(r, i, a, &(*out)[i]);
+  *n = rows;
+  PQclear(r);
+  return 0;
+}
+
+/* --- refunds ----------------------------------------------------------------------------- */
+
+static int s_refund_insert(payment_store_t *s, const refund_t *x) {
+  params_t p = {.n = 0};
+  p_text(&p, x->id);
+  p_text(&p, x->payment_id);
+  p_int(&p, x->amount);
+  p_text(&p, x->status);
+  p_text(&p, x->provider_ref ? x->provider_ref : "");
+  p_text(&p, x->reason ? x->reason : "");
+  p_int(&p, x->created_at);
+  p_int(&p, x->updated_at);
+  return run(s, Q_REF_INSERT, &p, NULL);
+}
+
+static void read_refund(PGresult *r, int i, ps_arena_t *a, refund_t *x) {
+  x->id = txt(a, r, i, 0);
+  x->payment_id = txt(a, r, i, 1);
+  x->amount = num(r, i, 2);
+  x->status = txt(a, r, i, 3);
+  x->provider_ref = txt(a, r, i, 4);
+  x->reason = txt(a, r, i, 5);
+  x->created_at = num(r, i, 6);
+  x->updated_at = num(r, i, 7);
+}
+
+static int s_refund_get(payment_store_t *s, ps_arena_t *a, const char *id, refund_t *out) {
+  params_t p = {.n = 0};
+  p_text(&p, id);
+  PGresult *r;
+  int rc = run(s, Q_REF_GET, &p, &r);
+  if (rc) return rc;
+  if (PQntuples(r) == 0) rc = PS_ENOTFOUND;
+  else read_refund(r, 0, a, out);
+  PQclear(r);
+  return rc;
+}
+
+static int s_refund_update(payment_store_t *s, const refund_t *x) {
+  params_t p = {.n = 0};
+  p_text(&p, x->status);
+  p_text(&p, x->provider_ref ? x->provider_ref : "");
+  p_int(&p, x->updated_at);
+  p_text(&p, x->id);
+  return run_update(s, Q_REF_UPDATE, &p);
+}
+
+static int s_refund_list(payment_store_t *s, ps_arena_t *a, const char *payment_id,
+                         refund_t **out, int *n) {
+  params_t p = {.n = 0};
+  p_text(&p, payment_id);
+  PGresult *r;
+  int rc = run(s, Q_REF_LIST, &p, &r);
+  if (rc) return rc;
+  int rows = PQntuples(r);
+  *out = ps_arena_alloc(a, sizeof(refund_t) * (size_t)(rows > 0 ? rows : 1));
+  for (int i = 0; i < rows; i++) read_refund(r, i, a, &(*out)[i]);
+  *n = rows;
+  PQclear(r);
+  return 0;
+}
+
+/* --- idempotency ------------------------------------------------------------------------- */
+
+static int s_idem_get(payment_store_t *s, ps_arena_t *a, const char *scope, const char *key,
+                      int for_update, idem_t *out) {
+  params_t p = {.n = 0};
+  p_text(&p, scope);
+  p_text(&p, key);
+  PGresult *r;
+  int rc = run(s, for_update ? Q_IDEM_GET_LOCK : Q_IDEM_GET, &p, &r);
+  if (rc) return rc;
+  if (PQntuples(r) == 0) {
+    PQclear(r);
+    return PS_ENOTFOUND;
+  }
+  out->scope = txt(a, r, 0, 0);
+  out->key = txt(a, r, 0, 1);
+  out->request_hash = txt(a, r, 0, 2);
+  out->resource_id = txt(a, r, 0, 3);
+  out->state = (int)num(r, 0, 4);
+  out->claimed_at = num(r, 0, 5);
+  out->response_status = (int)num(r, 0, 6);
+  out->response_type = txt(a, r, 0, 7);
+  out->response_body = txt(a, r, 0, 8);
+  out->created_at = num(r, 0, 9);
+  PQclear(r);
+  return 0;
+}
+
+static int s_idem_insert(payment_store_t *s, const idem_t *x) {
+  params_t p = {.n = 0};
+  p_text(&p, x->scope);
+  p_text(&p, x->key);
+  p_text(&p, x->request_hash);
+  p_text(&p, x->resource_id);
+  p_int(&p, x->state);
+  p_int(&p, x->claimed_at);
+  p_int(&p, x->response_status);
+  p_text(&p, x->response_type ? x->response_type : "");
+  p_text(&p, x->response_body ? x->response_body : "");
+  p_int(&p, x->created_at);
+  return run(s, Q_IDEM_INSERT, &p, NULL);
+}
+
+static int s_idem_update(payment_store_t *s, const idem_t *x) {
+  params_t p = {.n = 0};
+  p_int(&p, x->state);
+  p_int(&p, x->claimed_at);
+  p_text(&p, x->resource_id);
+  p_int(&p, x->response_status);
+  p_text(&p, x->response_type ? x->response_type : "");
+  p_text(&p, x->response_body ? x->response_body : "");
+  p_text(&p, x->scope);
+  p_text(&p, x->key);
+  return run_update(s, Q_IDEM_UPDATE, &p);
+}
+
+static int s_event_insert(payment_store_t *s, const char *event_id, const char *type,
+                          int64_t now) {
+  params_t p = {.n = 0};
+  p_text(&p, event_id);
+  p_text(&p, type);
+  p_int(&p, now);
+  return run(s, Q_EVENT_INSERT, &p, NULL);
+}
+
+/* --- audit log --------------------------------------------------------------------------- */
+
+static int s_audit_last(payment_store_t *s, ps_arena_t *a, int64_t *seq, const char **hash) {
+  *seq = 0;
+  *hash = NULL;
+  int rc = ((pg_store_t *)s)->in_tx ? run(s, Q_AUDIT_LOCK, NULL, NULL) : 0;
+  if (rc) return rc;
+  PGresult *r;
+  if ((rc = run(s, Q_AUDIT_LAST, NULL, &r))) return rc;
+  if (PQntuples(r) > 0) {
+    *seq = num(r, 0, 0);
+    *hash = txt(a, r, 0, 1);
+  }
+  PQclear(r);
+  return 0;
+}
+
+static int s_audit_insert(payment_store_t *s, const audit_t *e) {
+  params_t p = {.n = 0};
+  p_int(&p, e->seq);
+  p_int(&p, e->at);
+  p_text(&p, e->kind);
+  p_text(&p, e->payment_id);
+  p_text(&p, e->ref ? e->ref : "");
+  p_int(&p, e->amount);
+  p_text(&p, e->currency);
+  p_text(&p, e->prev_hash);
+  p_text(&p, e->hash);
+  return run(s, Q_AUDIT_INSERT, &p, NULL);
+}
+
+static int s_audit_each(payment_store_t *s, ps_arena_t *a, audit_each_cb cb, void *arg) {
+  int64_t after = 0;
+  for (;;) {
+    params_t p = {.n = 0};
+    p_int(&p, after);
+    PGresult *r;
+    int rc = run(s, Q_AUDIT_PAGE, &p, &r);
+    if (rc) return rc;
+    int rows = PQntuples(r);
+    for (int i = 0; i < rows; i++) {
+      audit_t e = {.seq = num(r, i, 0), .at = num(r, i, 1), .kind = PQgetvalue(r, i, 2),
+                   .payment_id = PQgetvalue(r, i, 3), .ref = PQgetvalue(r, i, 4),
+                   .amount = num(r, i, 5), .currency = PQgetvalue(r, i, 6),
+                   .prev_hash = PQgetvalue(r, i, 7), .hash = PQgetvalue(r, i, 8)};
+      after = e.seq;
+      int stop = cb(arg, &e);
+      if (stop) {
+        PQclear(r);
+        return stop;
+      }
+    }
+    PQclear(r);
+    if (rows < 1000) return 0;
+  }
+}
+
+static int s_ping(payment_store_t *s) { return run(s, Q_PING, NULL, NULL); }
+
+static void s_close(payment_store_t *s) {
+  pg_store_t *ps = (pg_store_t *)s;
+  PQfinish(ps->conn);
+  ps_free(ps->conninfo);
+  ps_free(ps->schema);
+  ps_free(ps);
+}
+
+static const payment_store_ops_t pg_ops = {
+    .begin = s_begin,
+    .commit = s_commit,
+    .rollback = s_rollback,
+    .payment_insert = s_payment_insert,
+    .payment_get = s_payment_get,
+    .payment_get_by_ref = s_payment_get_by_ref,
+    .payment_update = s_payment_update,
+    .payment_list = s_payment_list,
+    .refund_insert = s_refund_insert,
+    .refund_get = s_refund_get,
+    .refund_update = s_refund_update,
+    .refund_list = s_refund_list,
+    .idem_get = s_idem_get,
+    .idem_insert = s_idem_insert,
+    .idem_update = s_idem_update,
+    .event_insert = s_event_insert,
+    .audit_last = s_audit_last,
+    .audit_insert = s_audit_insert,
+    .audit_each = s_audit_each,
+    .ping = s_ping,
+    .close = s_close,
+};
+
+/* "relation already exists, skipping" and the like are not worth a log line. */
+static void quiet_notice(void *arg, const char *message) {}
+
+static int valid_schema(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 48 || (s[0] >= '0' && s[0] <= '9')) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_')) return 0;
+  return 1;
+}
+
+int payment_store_pg_open_schema(const char *url, const char *schema, payment_store_t **out) {
+  if (!valid_schema(schema)) return PS_ECONFIG;
+  PGconn *c = PQconnectdb(url);
+  if (PQstatus(c) != CONNECTION_OK) {
+    /* The message may hold the host, never the password (libpq leaves it out). */
+    ps_log_error("postgres payment store: cannot connect: %s", PQerrorMessage(c));
+    PQfinish(c);
+    return PS_EUNAVAIL;
+  }
+  PQsetNoticeProcessor(c, quiet_notice, NULL);
+  pg_store_t *ps = ps_calloc(1, sizeof(*ps));
+  ps->base.ops = &pg_ops;
+  ps->conn = c;
+  ps->conninfo = ps_strdup(url);
+  ps->schema = ps_strdup(schema);
+  /* Several threads and replicas start at once: one of them creates the schema. */
+  size_t n = sizeof(schema_fmt) + 4 * strlen(schema) + 128;
+  char *ddl = ps_malloc(n);
+  snprintf(ddl, n,
+           "BEGIN; SELECT pg_advisory_xact_lock(hashtext('polyshop.payment.schema'));");
+  size_t used = strlen(ddl);
+  snprintf(ddl + used, n - used, schema_fmt, schema);
+  used = strlen(ddl);
+  snprintf(ddl + used, n - used, "COMMIT;");
+  PGresult *r = PQexec(c, ddl);
+  ps_free(ddl);
+  int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : PS_ESTORE;
+  if (rc) ps_log_error("postgres payment store: creating the schema failed: %s", PQerrorMessage(c));
+  PQclear(r);
+  if (rc == 0) rc = prepare_all(ps);
+  if (rc) {
+    s_close(&ps->base);
+    return rc;
+  }
+  *out = &ps->base;
+  return 0;
+}
+
+int payment_store_pg_open(const char *url, payment_store_t **out) {
+  return payment_store_pg_open_schema(url, "payment", out);
+}
