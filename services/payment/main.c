@@ -102,6 +102,7 @@ int main(void) {
   prov->ops->free(prov);
   ps_log_info("payment provider %s, webhooks %s", kind, svc.webhook_secret ? "on" : "off");
 
+  payment_metrics_register(&svc);
   ps_service_t def = {.name = "payment", .routes = payment_routes, .nroutes = payment_nroutes,
                       .ctx = &svc, .thread_init_cb = thread_init,
                       .thread_cleanup_cb = thread_cleanup, .ready_cb = ready,

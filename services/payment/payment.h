@@ -16,6 +16,14 @@ enum {
   PAYMENT_WEBHOOK_TOLERANCE = 300, /* seconds either side of now */
 };
 
+/* Latency histograms of store and provider calls, for /metrics. */
+typedef enum {
+  M_CHARGE_CLAIM, M_CHARGE_FINISH, M_REFUND_RESERVE, M_REFUND_FINISH, M_WEBHOOK_APPLY,
+  M_AUDIT_VERIFY, M_PAYMENT_GET, M_PAYMENT_LIST, M_PROVIDER_CHARGE, M_PROVIDER_REFUND, M__COUNT
+} payment_metric_t;
+
+struct ps_histogram;
+
 /* Service-wide state, read-only after start. */
 typedef struct {
   const char *store_url;
@@ -26,7 +34,11 @@ typedef struct {
   int64_t webhook_tolerance;           /* seconds */
   int64_t claim_stale_after;           /* seconds after which a pending key is taken over */
   long busy_wait_ms;                   /* how long a duplicate waits for the first to finish */
+  struct ps_histogram *metrics[M__COUNT]; /* owned by the metrics registry; NULL entries skip */
 } payment_service_t;
+
+/* Registers the histograms of svc->metrics (before the server starts). */
+void payment_metrics_register(payment_service_t *svc);
 
 /* Per event-loop thread. */
 typedef struct {

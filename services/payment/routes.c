@@ -14,6 +14,7 @@
 #include "polyshop/error.h"
 #include "polyshop/json.h"
 #include "polyshop/log.h"
+#include "polyshop/metrics.h"
 #include "polyshop/problem.h"
 
 #define SVC(req) ((payment_service_t *)(req)->service_ctx)
@@ -28,6 +29,32 @@
 enum { LIST_LIMIT_DEFAULT = 20, LIST_LIMIT_MAX = 100 };
 
 /* --- small helpers ---------------------------------------------------------------------- */
+
+void payment_metrics_register(payment_service_t *svc) {
+  static const char *const store_ops[] = {
+      [M_CHARGE_CLAIM] = "charge_claim",     [M_CHARGE_FINISH] = "charge_finish",
+      [M_REFUND_RESERVE] = "refund_reserve", [M_REFUND_FINISH] = "refund_finish",
+      [M_WEBHOOK_APPLY] = "webhook_apply",   [M_AUDIT_VERIFY] = "audit_verify",
+      [M_PAYMENT_GET] = "payment_get",       [M_PAYMENT_LIST] = "payment_list"};
+  char labels[96];
+  for (int i = 0; i < M_PROVIDER_CHARGE; i++) {
+    snprintf(labels, sizeof(labels), "op=\"%s\"", store_ops[i]);
+    svc->metrics[i] = ps_metrics_histogram("polyshop_store_call_seconds", labels,
+                                           "Latency of store calls (whole transactions)");
+  }
+  snprintf(labels, sizeof(labels), "provider=\"%s\",op=\"charge\"", svc->provider.kind);
+  svc->metrics[M_PROVIDER_CHARGE] = ps_metrics_histogram(
+      "polyshop_payment_provider_seconds", labels, "Latency of payment provider calls");
+  snprintf(labels, sizeof(labels), "provider=\"%s\",op=\"refund\"", svc->provider.kind);
+  svc->metrics[M_PROVIDER_REFUND] = ps_metrics_histogram(
+      "polyshop_payment_provider_seconds", labels, "Latency of payment provider calls");
+}
+
+/* Records the time since t0 (ps_now_ns) under metric m. */
+static void took(ps_req_t *req, payment_metric_t m, unsigned long long t0) {
+  struct ps_histogram *h = SVC(req)->metrics[m];
+  if (h) ps_histogram_observe(h, (double)(ps_now_ns() - t0) / 1e9);
+}
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
 
@@ -248,11 +275,14 @@ static int charge_answer(ps_req_t *req, payment_t *p, const provider_result_t *r
 static int ask_provider(ps_req_t *req, const payment_t *pay, const char *card, const char *token,
                         provider_result_t *res) {
   provider_t *prov = PROVIDER(req);
+  unsigned long long t0 = ps_now_ns();
   provider_charge_t in = {.amount = pay->amount, .currency = pay->currency, .card_number = card,
                           .token = token,
                           .idempotency_key = ps_arena_sprintf(&req->arena, "polyshop-%s", pay->id),
                           .payment_id = pay->id, .order_id = pay->order_id};
-  return prov->ops->charge(prov, &req->arena, &in, res);
+  int rc = prov->ops->charge(prov, &req->arena, &in, res);
+  took(req, M_PROVIDER_CHARGE, t0);
+  return rc;
 }
 
 static void charge(ps_req_t *req, int internal) {
@@ -281,8 +311,10 @@ static void charge(ps_req_t *req, int internal) {
   int rc;
   long waited = 0;
   for (;;) {
+    unsigned long long t0 = ps_now_ns();
     rc = ledger_charge_claim(st, &req->arena, scope, key, hash, &p, now, svc->claim_stale_after,
                              &outcome, &idem, &pay);
+    took(req, M_CHARGE_CLAIM, t0);
     if (rc || outcome != CLAIM_BUSY || waited >= svc->busy_wait_ms) break;
     /* The first request with this key is charging on another thread or replica; its answer
      * is usually a few milliseconds away. */
@@ -318,7 +350,9 @@ static void charge(ps_req_t *req, int internal) {
   }
   const char *ctype, *text;
   int status = charge_answer(req, &pay, &res, &ctype, &text);
+  unsigned long long t0 = ps_now_ns();
   rc = ledger_charge_finish(st, &req->arena, &pay, &idem, status, ctype, text, now_s());
+  took(req, M_CHARGE_FINISH, t0);
   if (rc) {
     /* The provider acted but we could not record it: the claim goes stale and a retry with
      * the key asks the provider again under the same provider key. */
@@ -347,8 +381,10 @@ static void handle_internal_create(ps_req_t *req) {
  * user's payment is answered 404, as if it did not exist. */
 static int visible_payment_or_reply(ps_req_t *req, int internal_ok, payment_t *p) {
   const char *id = ps_req_param(req, "id");
+  unsigned long long t0 = ps_now_ns();
   int rc = id && strlen(id) <= 64 ? STORE(req)->ops->payment_get(STORE(req), &req->arena, id, 0, p)
                                   : PS_ENOTFOUND;
+  took(req, M_PAYMENT_GET, t0);
   if (rc == 0 && !internal_ok && !is_admin(req) && strcmp(p->user_id, req->claims.sub) != 0)
     rc = PS_ENOTFOUND;
   if (rc == PS_ENOTFOUND) {
@@ -423,8 +459,10 @@ static void handle_list(ps_req_t *req) {
   }
   payment_t *items;
   int n;
+  unsigned long long t0 = ps_now_ns();
   int rc = STORE(req)->ops->payment_list(STORE(req), &req->arena, user_id, order_id,
                                          after_created, after_id, (int)limit + 1, &items, &n);
+  took(req, M_PAYMENT_LIST, t0);
   if (rc) {
     ps_reply_error(req, rc, "the payment store failed");
     return;
@@ -483,9 +521,11 @@ static void handle_refund(ps_req_t *req) {
   const char *why;
   long waited = 0;
   for (;;) {
+    unsigned long long t0 = ps_now_ns();
     rc = ledger_refund_reserve(st, &req->arena, payment_id, present ? amount : 0,
                                new_uuid(&req->arena), reason, key, hash, now_s(),
                                svc->claim_stale_after, &outcome, &idem, &pay, &refund, &why);
+    took(req, M_REFUND_RESERVE, t0);
     if (rc || outcome != CLAIM_BUSY || waited >= svc->busy_wait_ms) break;
     sleep_ms(10);
     waited += 10;
@@ -504,8 +544,10 @@ static void handle_refund(ps_req_t *req) {
   }
   if (claim_answered(req, outcome, &idem)) return;
   provider_result_t res;
+  unsigned long long t0 = ps_now_ns();
   rc = prov->ops->refund(prov, &req->arena, pay.provider_ref, refund.amount,
                          ps_arena_sprintf(&req->arena, "polyshop-refund-%s", refund.id), &res);
+  took(req, M_PROVIDER_REFUND, t0);
   if (rc) {
     /* Unknown outcome: the refund stays pending and its amount reserved (never refund more
      * than captured); with a key, a retry resumes it under the same provider key. */
@@ -539,8 +581,10 @@ static void handle_refund(ps_req_t *req) {
   }
   const char *ctype = ok ? CT_JSON : CT_PROBLEM;
   const char *text = dump(req, v);
+  t0 = ps_now_ns();
   rc = ledger_refund_finish(st, &req->arena, &pay, &refund, ok, res.ref, key ? &idem : NULL,
                             status, ctype, text, now_s());
+  took(req, M_REFUND_FINISH, t0);
   if (rc) {
     ps_log(PS_LOG_ERROR, req->request_id, "recording refund %s failed: %s", refund.id, ps_strerror(rc));
     ps_reply_error(req, rc, "the payment store failed");
@@ -604,8 +648,10 @@ static void handle_stripe_webhook(ps_req_t *req) {
   webhook_result_t result;
   payment_t pay;
   if (kind == WEBHOOK_CHARGE_REFUNDED) our_id = NULL; /* a charge's metadata is not ours */
+  unsigned long long t0 = ps_now_ns();
   rc = ledger_webhook_apply(STORE(req), &req->arena, id, type, kind, ref, our_id,
                             (int64_t)amount, code, now_s(), &result, &pay);
+  took(req, M_WEBHOOK_APPLY, t0);
   if (rc) {
     /* 5xx makes Stripe deliver the event again later. */
     ps_reply_error(req, rc, "the payment store failed");
@@ -627,7 +673,9 @@ static void handle_audit_verify(ps_req_t *req) {
   if (ps_auth_admin_or_reply(req)) return;
   audit_verify_t v;
   char last[65];
+  unsigned long long t0 = ps_now_ns();
   int rc = ledger_audit_verify(STORE(req), &req->arena, &v, last);
+  took(req, M_AUDIT_VERIFY, t0);
   if (rc) {
     ps_reply_error(req, rc, "the payment store failed");
     return;

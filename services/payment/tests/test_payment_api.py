@@ -572,5 +572,7 @@ def test_health_and_metrics(svc):
     assert svc.call("GET", "/readyz").status == 200
     m = svc.call("GET", "/metrics")
     assert m.status == 200 and b"/api/v1/payments" in m.body
+    assert b'polyshop_store_call_seconds_count{service="payment",op="charge_claim"}' in m.body, m.body[-3000:]
+    assert b'polyshop_payment_provider_seconds_count{service="payment",provider="test",op="charge"}' in m.body
     assert_problem(svc.call("DELETE", "/api/v1/payments"), 405)
     assert_problem(svc.call("GET", "/api/v1/nothing"), 404)
