@@ -38,7 +38,7 @@ static void *thread_init(void *ctx) {
   order_service_t *svc = ctx;
   order_thread_t *t = ps_calloc(1, sizeof(*t));
   t->svc = svc;
-  if (order_store_open(svc->store_url, &t->store)) {
+  if (order_store_open(svc->store_url, svc->pg_schema, &t->store)) {
     /* Checked at start on the main thread, so this is a store gone bad since: no way to serve. */
     ps_log_error("cannot open the order store %s", svc->store_url);
     abort();
@@ -114,8 +114,16 @@ int main(void) {
   svc.fault_point = ps_config_str(&cfg, "ORDER_FAULT_POINT", NULL);
   char err[256];
   if (ps_jwt_keys_from_env(&svc.keys, err, sizeof(err))) ps_config_error(&cfg, "%s", err);
-  if (!ps_sqlite_url_path(svc.store_url))
-    ps_config_error(&cfg, "ORDER_STORE=\"%s\" is not a supported store URL (sqlite://PATH)", svc.store_url);
+  svc.pg_schema = ps_config_str(&cfg, "ORDER_PG_SCHEMA", ORDER_PG_SCHEMA_DEFAULT);
+#ifdef ORDER_HAVE_PG
+  int pg_ok = order_store_is_pg(svc.store_url);
+#else
+  int pg_ok = 0;
+#endif
+  if (!ps_sqlite_url_path(svc.store_url) && !pg_ok)
+    ps_config_error(&cfg, "ORDER_STORE is not a supported store URL (sqlite://PATH or postgresql://...)");
+  if (!order_store_pg_schema_ok(svc.pg_schema))
+    ps_config_error(&cfg, "ORDER_PG_SCHEMA must be 1 to 48 of a-z, 0-9 and _, not starting with a digit");
   if (svc.internal_token && strlen(svc.internal_token) < 16)
     ps_config_error(&cfg, "POLYSHOP_INTERNAL_TOKEN must have at least 16 characters");
 #ifndef POLYSHOP_TEST_BUILD
@@ -125,7 +133,7 @@ int main(void) {
 
   /* Open the store once here so a bad path or a dead engine fails the start, loudly. */
   order_store_t *st;
-  int rc = order_store_open(svc.store_url, &st);
+  int rc = order_store_open(svc.store_url, svc.pg_schema, &st);
   if (rc) {
     ps_log_error("cannot open the order store %s: %s", svc.store_url, ps_strerror(rc));
     return 1;

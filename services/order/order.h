@@ -100,6 +100,7 @@ const char *order_check_idempotency_key(const char *key);
 
 typedef struct {
   const char *store_url;
+  const char *pg_schema;         /* PostgreSQL schema of the tables */
   ps_jwt_keys_t keys;
   const char *user_url;          /* required */
   const char *product_url;       /* required */

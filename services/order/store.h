@@ -115,9 +115,18 @@ struct order_store {
   const order_store_ops_t *ops;
 };
 
-/* Opens a store for url ("sqlite:///path/order.db" or "sqlite://relative/path.db"). Creates
- * the schema when missing. Returns 0 or PS_ECONFIG (unknown scheme), PS_ESTORE. */
-int order_store_open(const char *url, order_store_t **out);
+/* Opens a store for url: "sqlite:///path/order.db", "sqlite://relative/path.db", or
+ * "postgresql://..." / "postgres://..." (tables in schema pg_schema, NULL for
+ * ORDER_PG_SCHEMA_DEFAULT; ignored for SQLite). Creates the tables when missing. The caller
+ * owns *out and closes it with (*out)->ops->close. Returns 0 or PS_ECONFIG (unknown scheme, a
+ * bad schema name, or PostgreSQL not built in), PS_ESTORE / PS_EUNAVAIL. */
+#define ORDER_PG_SCHEMA_DEFAULT "ordering"
+int order_store_open(const char *url, const char *pg_schema, order_store_t **out);
 int order_store_sqlite_open(const char *path, order_store_t **out);
+int order_store_pg_open(const char *url, const char *schema, order_store_t **out);
+/* 1 when s is a usable schema name: 1..48 of [a-z0-9_], not starting with a digit. */
+int order_store_pg_schema_ok(const char *s);
+/* 1 when url names a PostgreSQL store. */
+int order_store_is_pg(const char *url);
 
 #endif

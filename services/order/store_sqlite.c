@@ -430,8 +430,3 @@ int order_store_sqlite_open(const char *path, order_store_t **out) {
   return 0;
 }
 
-int order_store_open(const char *url, order_store_t **out) {
-  const char *path = ps_sqlite_url_path(url);
-  if (path) return order_store_sqlite_open(path, out);
-  return PS_ECONFIG;
-}

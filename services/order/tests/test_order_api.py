@@ -27,6 +27,10 @@ ADMIN = make_token("admin-1", role="admin", ttl=3600)
 ADDRESS = {"name": "Ann Lee", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115",
            "country": "DE"}
 FAULT_POINTS = ["after_persist", "after_reserve", "after_charge", "after_commit"]
+# The integration tier runs this suite with the order store on PostgreSQL (tables in a schema
+# of this run); the API tier on the embedded store.
+STORE_URL = os.environ.get("ORDER_TEST_STORE_URL")
+PG_SCHEMA = f"order_api_{os.getpid()}"
 
 
 # --- a stand-in payment service ---------------------------------------------------------------
@@ -216,6 +220,20 @@ def fake():
     p.stop()
 
 
+def drop_pg_schema():
+    """Best effort: the schema of this run goes away with psql when it is installed."""
+    import shutil
+    import subprocess
+    psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+    if STORE_URL and os.path.exists(psql):
+        subprocess.run([psql, STORE_URL, "-q", "-c", "SET client_min_messages = warning;"
+                        f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"], check=False)
+
+
+def store_env():
+    return {"ORDER_STORE": STORE_URL, "ORDER_PG_SCHEMA": PG_SCHEMA} if STORE_URL else {}
+
+
 def order_env(user_svc, product_svc, payments, **extra):
     env = {"USER_URL": user_svc.base, "PRODUCT_URL": product_svc.base,
            "PAYMENT_URL": payments.base, "POLYSHOP_INTERNAL_TOKEN": SECRET,
@@ -229,11 +247,13 @@ def order_env(user_svc, product_svc, payments, **extra):
 @pytest.fixture(scope="module")
 def svc(user_svc, product_svc, payments, fake):
     s = Service(ORDER_BIN, order_env(user_svc, product_svc, payments,
-                                     NOTIFICATION_URL=fake.base, ANALYTICS_URL=fake.base),
+                                     NOTIFICATION_URL=fake.base, ANALYTICS_URL=fake.base,
+                                     **store_env()),
                 name="order", threads=8)
     yield s
     s.stop()
     s.tmp.cleanup()
+    drop_pg_schema()
 
 
 _n = [0]
@@ -584,7 +604,8 @@ def test_payment_service_slow(user_svc, product_svc, fake, buyer):
 
 @pytest.mark.parametrize("point", FAULT_POINTS)
 def test_crash_at_each_step_is_finished_after_restart(user_svc, product_svc, payments, buyer, point):
-    s = Service(ORDER_BIN, order_env(user_svc, product_svc, payments, ORDER_FAULT_POINT=point),
+    s = Service(ORDER_BIN, order_env(user_svc, product_svc, payments, ORDER_FAULT_POINT=point,
+                                     **store_env()),
                 name="order-crash", threads=2)
     try:
         p = create_product(product_svc, stock=6, price=300)

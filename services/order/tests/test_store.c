@@ -12,23 +12,29 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#ifdef ORDER_HAVE_PG
+#include <libpq-fe.h>
+#endif
+
 #include "polyshop/error.h"
 #include "store.h"
 
 static char url[512];
+static char schema[64]; /* PostgreSQL: a schema of this run, dropped at the end */
 static int counter;
 
 static int setup(void **state) {
   const char *env = getenv("ORDER_TEST_STORE_URL");
   if (env) {
     snprintf(url, sizeof(url), "%s", env);
+    snprintf(schema, sizeof(schema), "order_test_%d", (int)getpid());
   } else {
     char dir[] = "/tmp/polyshop-order-store-XXXXXX";
     assert_non_null(mkdtemp(dir));
     snprintf(url, sizeof(url), "sqlite://%s/order.db", dir);
   }
   order_store_t *s;
-  assert_int_equal(order_store_open(url, &s), 0);
+  assert_int_equal(order_store_open(url, schema[0] ? schema : NULL, &s), 0);
   *state = s;
   return 0;
 }
@@ -36,6 +42,16 @@ static int setup(void **state) {
 static int teardown(void **state) {
   order_store_t *s = *state;
   s->ops->close(s);
+#ifdef ORDER_HAVE_PG
+  if (order_store_is_pg(url)) {
+    PGconn *c = PQconnectdb(url);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SET client_min_messages = warning; DROP SCHEMA %s CASCADE", schema);
+    PGresult *r = PQexec(c, sql);
+    PQclear(r);
+    PQfinish(c);
+  }
+#endif
   return 0;
 }
 
