@@ -108,7 +108,6 @@ static const char *const sql[Q__COUNT] = {
 typedef struct {
   payment_store_t base;
   PGconn *conn;
-  char *conninfo; /* owned */
   char *schema;   /* owned */
   int in_tx;
   int prepared;   /* statements prepared on this connection */
@@ -530,7 +529,6 @@ static int s_ping(payment_store_t *s) { return run(s, Q_PING, NULL, NULL); }
 static void s_close(payment_store_t *s) {
   pg_store_t *ps = (pg_store_t *)s;
   PQfinish(ps->conn);
-  ps_free(ps->conninfo);
   ps_free(ps->schema);
   ps_free(ps);
 }
@@ -572,7 +570,11 @@ static int valid_schema(const char *s) {
 
 int payment_store_pg_open_schema(const char *url, const char *schema, payment_store_t **out) {
   if (!valid_schema(schema)) return PS_ECONFIG;
-  PGconn *c = PQconnectdb(url);
+  /* A connect timeout unless the URL sets one (the URL's values come later and win): a
+   * reconnect runs on an event-loop thread and must not hang it on a black-holed host. */
+  const char *const keys[] = {"connect_timeout", "dbname", NULL};
+  const char *const values[] = {"3", url, NULL};
+  PGconn *c = PQconnectdbParams(keys, values, 1);
   if (PQstatus(c) != CONNECTION_OK) {
     /* The message may hold the host, never the password (libpq leaves it out). */
     ps_log_error("postgres payment store: cannot connect: %s", PQerrorMessage(c));
@@ -583,7 +585,6 @@ int payment_store_pg_open_schema(const char *url, const char *schema, payment_st
   pg_store_t *ps = ps_calloc(1, sizeof(*ps));
   ps->base.ops = &pg_ops;
   ps->conn = c;
-  ps->conninfo = ps_strdup(url);
   ps->schema = ps_strdup(schema);
   /* Several threads and replicas start at once: one of them creates the schema. */
   size_t n = sizeof(schema_fmt) + 4 * strlen(schema) + 128;
