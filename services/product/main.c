@@ -18,19 +18,6 @@
 #include "product.h"
 #include "store.h"
 
-int product_store_migrate(const char *url) {
-  const char *path = ps_sqlite_url_path(url);
-  if (path) return product_sqlite_migrate(path);
-  ps_log_error("PRODUCT_STORE=%s: only sqlite:// stores are built in", url);
-  return PS_ECONFIG;
-}
-
-int product_store_open(const char *url, product_store_t **out) {
-  const char *path = ps_sqlite_url_path(url);
-  if (path) return product_sqlite_open(path, out);
-  return PS_ECONFIG;
-}
-
 void product_sweep(product_store_t *s) {
   /* Bounded batches keep each write transaction short; a backlog is finished over a few
    * ticks instead of holding the write lock. */
@@ -119,9 +106,9 @@ int main(void) {
   char default_url[4096];
   snprintf(default_url, sizeof(default_url), "sqlite://%s/product.db", data_dir);
   svc.store_url = ps_config_str(&cfg, "PRODUCT_STORE", default_url);
-  if (!ps_sqlite_url_path(svc.store_url))
+  if (!product_store_url_ok(svc.store_url))
     ps_config_error(&cfg, "PRODUCT_STORE must be a sqlite:// URL (e.g. sqlite:///var/lib/"
-                          "polyshop/product.db); MongoDB is not built into this binary");
+                          "polyshop/product.db) or a mongodb:// URL");
   svc.internal_token = ps_config_str(&cfg, "POLYSHOP_INTERNAL_TOKEN", NULL);
   if (svc.internal_token && strlen(svc.internal_token) < 16)
     ps_config_error(&cfg, "POLYSHOP_INTERNAL_TOKEN must have at least 16 characters");
@@ -134,7 +121,10 @@ int main(void) {
   ps_server_config_from_env(&scfg, &cfg, "127.0.0.1:8102");
   ps_config_exit_on_error(&cfg);
 
-  if (product_store_migrate(svc.store_url)) return 1;
+  if (product_store_migrate(svc.store_url)) {
+    ps_log_error("the product store %s cannot be prepared", svc.store_url);
+    return 1;
+  }
   if (demo && maybe_load_demo(&svc, demo_size)) {
     ps_log_error("loading the demo catalog failed");
     return 1;

@@ -88,14 +88,19 @@ struct product_store {
   const product_store_ops_t *ops;
 };
 
+/* 1 when url names a store this build knows: "sqlite://PATH" or "mongodb://..." (store.c). */
+int product_store_url_ok(const char *url);
 /* Prepares the schema (tables, indexes) once at start; may take a while on a new file. */
 int product_store_migrate(const char *url);
-/* Opens a store for the calling thread from its URL ("sqlite:///path.db", or mongodb://...
- * when built with MongoDB support). Returns 0 or PS_ECONFIG / PS_ESTORE. */
+/* Opens a store for the calling thread from its URL. Returns 0 or PS_ECONFIG / PS_ESTORE /
+ * PS_EUNAVAIL. The caller closes it with s->ops->close(s). */
 int product_store_open(const char *url, product_store_t **out);
 
 /* The SQLite adapter (store_sqlite.c). */
 int product_sqlite_migrate(const char *path);
 int product_sqlite_open(const char *path, product_store_t **out);
+/* The MongoDB adapter (store_mongo.c); the database is the URL's, "polyshop_product" if none. */
+int product_mongo_migrate(const char *url);
+int product_mongo_open(const char *url, product_store_t **out);
 
 #endif

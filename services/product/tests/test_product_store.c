@@ -1,5 +1,7 @@
-/* test_product_store.c - the SQLite store in-process: demo load, listing filters and cursors,
- * all-or-nothing reservations, expiry by the sweeper, outbox events. */
+/* test_product_store.c - the store's behavioural suite, in-process: demo load, listing filters
+ * and cursors, all-or-nothing reservations, expiry by the sweeper, outbox events. Runs on a
+ * temporary SQLite file, or on the MongoDB protocol server named by PRODUCT_TEST_STORE_URL
+ * ("mongodb://host:port/dbprefix"; each test gets its own database, dropped afterwards). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <mongoc/mongoc.h>
 #include <unistd.h>
 
 #include "polyshop/error.h"
@@ -15,18 +18,24 @@
 #include "store.h"
 
 typedef struct {
-  char dir[64], path[128];
+  char dir[64], path[128], url[512];
   product_store_t *s;
   ps_arena_t a;
 } fx_t;
 
 static int setup(void **state) {
+  static int n;
   fx_t *f = calloc(1, sizeof(*f));
-  strcpy(f->dir, "/tmp/ps-product-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  snprintf(f->path, sizeof(f->path), "%s/product.db", f->dir);
-  assert_int_equal(product_sqlite_migrate(f->path), 0);
-  assert_int_equal(product_sqlite_open(f->path, &f->s), 0);
+  const char *base = getenv("PRODUCT_TEST_STORE_URL");
+  if (base && *base) {
+    snprintf(f->url, sizeof(f->url), "%s_%d_%d", base, (int)getpid(), ++n);
+  } else {
+    strcpy(f->dir, "/tmp/ps-product-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->url, sizeof(f->url), "sqlite://%s/product.db", f->dir);
+  }
+  assert_int_equal(product_store_migrate(f->url), 0);
+  assert_int_equal(product_store_open(f->url, &f->s), 0);
   assert_int_equal(product_demo_load(f->s, 60, 7), 0);
   ps_arena_init(&f->a);
   *state = f;
@@ -37,9 +46,19 @@ static int teardown(void **state) {
   fx_t *f = *state;
   ps_arena_reset(&f->a);
   f->s->ops->close(f->s);
-  char cmd[200];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-  assert_int_equal(system(cmd), 0);
+  if (f->dir[0]) {
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+  } else {
+    mongoc_uri_t *uri = mongoc_uri_new(f->url);
+    mongoc_client_t *c = mongoc_client_new_from_uri(uri);
+    mongoc_database_t *db = mongoc_client_get_database(c, mongoc_uri_get_database(uri));
+    mongoc_database_drop(db, NULL);
+    mongoc_database_destroy(db);
+    mongoc_client_destroy(c);
+    mongoc_uri_destroy(uri);
+  }
   free(f);
   return 0;
 }
