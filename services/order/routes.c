@@ -611,15 +611,16 @@ static void handle_create(ps_req_t *req) {
   if ((rc = st->ops->change(st, &c))) goto from_state;
   o.saga_step = ORDER_STEP_RESERVED;
 
-  const char *payment_id;
-  if (charge(req, &o, method, &payment_id)) return;
+  /* Nothing to pay (free items, or a discount that covers everything): no charge at all. */
+  const char *payment_id = NULL;
+  if (o.total > 0 && charge(req, &o, method, &payment_id)) return;
   order_fault(svc, "after_charge");
   order_change_t charged = {.id = o.id, .expect_step = ORDER_STEP_RESERVED,
                             .step = ORDER_STEP_CHARGED, .payment_status = "paid",
                             .payment_id = payment_id, .now = order_now()};
   if ((rc = st->ops->change(st, &charged))) {
     /* The recovery worker failed the order while we were charging: give the money back. */
-    if (rc == PS_ECONFLICT) order_refund(t, a, payment_id, o.total, req->request_id);
+    if (rc == PS_ECONFLICT && payment_id) order_refund(t, a, payment_id, o.total, req->request_id);
     goto from_state;
   }
   o.saga_step = ORDER_STEP_CHARGED;

@@ -300,24 +300,26 @@ static int recover_one(order_thread_t *t, ps_arena_t *a, const char *id) {
   ps_log_info("recovering order %s at step %s", o.id, o.saga_step);
   if (strcmp(o.saga_step, ORDER_STEP_PENDING) == 0 || strcmp(o.saga_step, ORDER_STEP_RESERVED) == 0) {
     const char *pid = NULL;
-    if (strcmp(o.saga_step, ORDER_STEP_RESERVED) == 0 &&
+    int free_order = o.total == 0; /* never charged: nothing to look up */
+    if (strcmp(o.saga_step, ORDER_STEP_RESERVED) == 0 && !free_order &&
         (rc = order_payment_lookup(t, a, &o, &pid)))
       return rc;
-    if (pid) {
+    if (pid || (free_order && strcmp(o.saga_step, ORDER_STEP_RESERVED) == 0)) {
       order_change_t c = {.id = o.id, .expect_step = ORDER_STEP_RESERVED,
                           .step = ORDER_STEP_CHARGED, .payment_status = "paid", .payment_id = pid};
       if ((rc = change(t, &c))) return rc;
       o.saga_step = ORDER_STEP_CHARGED;
       o.payment_id = pid;
     } else {
+      int charged_maybe = strcmp(o.saga_step, ORDER_STEP_RESERVED) == 0;
       order_change_t c = {.id = o.id, .expect_step = o.saga_step, .step = ORDER_STEP_RELEASING,
-                          .status = "failed", .payment_status = "failed",
+                          .status = "failed", .payment_status = charged_maybe ? "failed" : "none",
                           .failure = "checkout interrupted before payment"};
       c.now = order_now();
       order_event(a, &c, "order_status_changed", &o, "new", "failed");
       if ((rc = t->store->ops->change(t->store, &c))) return rc;
       o.saga_step = ORDER_STEP_RELEASING;
-      o.payment_status = "failed";
+      o.payment_status = c.payment_status;
     }
   }
   if (strcmp(o.saga_step, ORDER_STEP_CHARGED) == 0) return order_finish_charged(t, a, &o, NULL);
@@ -361,10 +363,14 @@ int order_relay(order_thread_t *t) {
   ps_arena_init(&a);
   outbox_event_t *ev;
   size_t n = 0;
-  int sent = 0;
+  int sent = 0, down[2] = {0, 0};
   int64_t now = order_now();
   if (t->store->ops->outbox_due(t->store, &a, now, dests, 100, &ev, &n) == 0) {
     for (size_t i = 0; i < n; i++) {
+      int d = strcmp(ev[i].destination, "notification") == 0 ? 0 : 1;
+      /* One failure per destination and round is enough: the rest wait for the next round
+       * instead of holding this event loop through one timeout each. */
+      if (down[d]) continue;
       const char *base = strcmp(ev[i].destination, "notification") == 0 ? t->svc->notification_url
                                                                          : t->svc->analytics_url;
       order_call_result_t r;
@@ -375,6 +381,7 @@ int order_relay(order_thread_t *t) {
         t->store->ops->outbox_sent(t->store, ev[i].id, ev[i].destination, order_now());
         sent++;
       } else {
+        down[d] = 1;
         int64_t shift = ev[i].attempts < 8 ? ev[i].attempts : 8;
         int64_t delay = (int64_t)1 << shift; /* 1, 2, 4 ... 256 s */
         t->store->ops->outbox_retry(t->store, ev[i].id, ev[i].destination, now + delay);

@@ -708,3 +708,12 @@ def test_outbox_events_are_delivered_once_each_with_ids(svc, product_svc, fake, 
     assert len(ids) == 2
     time.sleep(1)
     assert len(mine()) == 4  # marked sent: not delivered again
+
+
+def test_free_order_is_not_charged(svc, product_svc, payments, buyer):
+    p = create_product(product_svc, stock=3, price=0)
+    r = place(svc, buyer, [{"product_id": p["id"], "quantity": 1}])
+    assert r.status == 201, r
+    assert r.json["total"] == 0 and r.json["status"] == "processing"
+    assert payments.charges(r.json["order_id"]) == []
+    assert stock_of(product_svc, p["id"]) == 2
