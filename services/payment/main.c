@@ -14,9 +14,10 @@
 static void *thread_init(void *ctx) {
   payment_service_t *svc = ctx;
   payment_thread_t *t = ps_calloc(1, sizeof(*t));
-  /* Both were opened once on the main thread at start, so a failure here is a store or
-   * library gone bad since: there is no way to serve. */
-  if (payment_store_open(svc->store_url, &t->store)) {
+  /* Both were opened once on the main thread at start, so a failure here is a bug or a
+   * library gone bad: there is no way to serve. (A database that is down right now is not a
+   * failure: the store reconnects by itself.) */
+  if (payment_store_open_lazy(svc->store_url, &t->store)) {
     ps_log_error("cannot open the payment store %s", svc->store_url);
     abort();
   }

@@ -150,8 +150,13 @@ struct payment_store {
  * *out and closes it with (*out)->ops->close. Returns 0 or PS_ECONFIG (unknown scheme),
  * PS_ESTORE / PS_EUNAVAIL. */
 int payment_store_open(const char *url, payment_store_t **out);
+/* Like payment_store_open, for event-loop threads once the service has started: a database
+ * that cannot be reached right now is not an error (the store reconnects at its first call,
+ * answering PS_EUNAVAIL until then), and the schema is assumed to exist. */
+int payment_store_open_lazy(const char *url, payment_store_t **out);
 int payment_store_sqlite_open(const char *path, payment_store_t **out);
 int payment_store_pg_open(const char *url, payment_store_t **out);
+int payment_store_pg_open_lazy(const char *url, payment_store_t **out);
 /* The PostgreSQL store in another schema than "payment" (lower-case letters, digits, '_'):
  * tests use a private one. */
 int payment_store_pg_open_schema(const char *url, const char *schema, payment_store_t **out);

@@ -568,39 +568,45 @@ static int valid_schema(const char *s) {
   return 1;
 }
 
-int payment_store_pg_open_schema(const char *url, const char *schema, payment_store_t **out) {
+/* Opens the store; lazy: a database that cannot be reached now is not an error (the store
+ * reconnects at its first call) and the schema is assumed to exist. */
+static int open_pg(const char *url, const char *schema, int lazy, payment_store_t **out) {
   if (!valid_schema(schema)) return PS_ECONFIG;
   /* A connect timeout unless the URL sets one (the URL's values come later and win): a
    * reconnect runs on an event-loop thread and must not hang it on a black-holed host. */
   const char *const keys[] = {"connect_timeout", "dbname", NULL};
   const char *const values[] = {"3", url, NULL};
   PGconn *c = PQconnectdbParams(keys, values, 1);
-  if (PQstatus(c) != CONNECTION_OK) {
-    /* The message may hold the host, never the password (libpq leaves it out). */
-    ps_log_error("postgres payment store: cannot connect: %s", PQerrorMessage(c));
-    PQfinish(c);
-    return PS_EUNAVAIL;
-  }
+  if (!c) return PS_ENOMEM;
   PQsetNoticeProcessor(c, quiet_notice, NULL);
   pg_store_t *ps = ps_calloc(1, sizeof(*ps));
   ps->base.ops = &pg_ops;
   ps->conn = c;
   ps->schema = ps_strdup(schema);
-  /* Several threads and replicas start at once: one of them creates the schema. */
-  size_t n = sizeof(schema_fmt) + 4 * strlen(schema) + 128;
-  char *ddl = ps_malloc(n);
-  snprintf(ddl, n,
-           "BEGIN; SELECT pg_advisory_xact_lock(hashtext('polyshop.payment.schema'));");
-  size_t used = strlen(ddl);
-  snprintf(ddl + used, n - used, schema_fmt, schema);
-  used = strlen(ddl);
-  snprintf(ddl + used, n - used, "COMMIT;");
-  PGresult *r = PQexec(c, ddl);
-  ps_free(ddl);
-  int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : PS_ESTORE;
-  if (rc) ps_log_error("postgres payment store: creating the schema failed: %s", PQerrorMessage(c));
-  PQclear(r);
+  int rc = 0;
+  if (PQstatus(c) != CONNECTION_OK) {
+    /* The message may hold the host, never the password (libpq leaves it out). */
+    ps_log_error("postgres payment store: cannot connect: %s", PQerrorMessage(c));
+    rc = PS_EUNAVAIL;
+  } else if (!lazy) {
+    /* Several replicas start at once: one of them creates the schema. */
+    size_t n = sizeof(schema_fmt) + 4 * strlen(schema) + 128;
+    char *ddl = ps_malloc(n);
+    snprintf(ddl, n, "BEGIN; SELECT pg_advisory_xact_lock(hashtext('polyshop.payment.schema'));");
+    size_t used = strlen(ddl);
+    snprintf(ddl + used, n - used, schema_fmt, schema);
+    used = strlen(ddl);
+    snprintf(ddl + used, n - used, "COMMIT;");
+    PGresult *r = PQexec(c, ddl);
+    ps_free(ddl);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      ps_log_error("postgres payment store: creating the schema failed: %s", PQerrorMessage(c));
+      rc = err_of(r, c) == PS_EUNAVAIL ? PS_EUNAVAIL : PS_ESTORE;
+    }
+    PQclear(r);
+  }
   if (rc == 0) rc = prepare_all(ps);
+  if (rc == PS_EUNAVAIL && lazy) rc = 0; /* ensure() connects again at the first call */
   if (rc) {
     s_close(&ps->base);
     return rc;
@@ -609,6 +615,14 @@ int payment_store_pg_open_schema(const char *url, const char *schema, payment_st
   return 0;
 }
 
+int payment_store_pg_open_schema(const char *url, const char *schema, payment_store_t **out) {
+  return open_pg(url, schema, 0, out);
+}
+
 int payment_store_pg_open(const char *url, payment_store_t **out) {
-  return payment_store_pg_open_schema(url, "payment", out);
+  return open_pg(url, "payment", 0, out);
+}
+
+int payment_store_pg_open_lazy(const char *url, payment_store_t **out) {
+  return open_pg(url, "payment", 1, out);
 }

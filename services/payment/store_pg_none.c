@@ -12,3 +12,7 @@ int payment_store_pg_open(const char *url, payment_store_t **out) {
 int payment_store_pg_open_schema(const char *url, const char *schema, payment_store_t **out) {
   return payment_store_pg_open(url, out);
 }
+
+int payment_store_pg_open_lazy(const char *url, payment_store_t **out) {
+  return payment_store_pg_open(url, out);
+}
