@@ -136,14 +136,18 @@ int lr_secrets_ensure(const char *data_dir, bool *admin_password_new) {
   }
   bool dirty = false;
 
-  if (!getenv("POLYSHOP_JWT_SECRET")) {
-    if (!kvs_get(&k, "POLYSHOP_JWT_SECRET")) {
+  /* Keys: the JWT signing key and the shared secret services present to each other's
+   * internal routes (X-Internal-Token). */
+  static const char *const keys[] = {"POLYSHOP_JWT_SECRET", "POLYSHOP_INTERNAL_TOKEN"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    if (getenv(keys[i])) continue;
+    if (!kvs_get(&k, keys[i])) {
       char hex[65];
       if (random_hex(hex, 32)) goto rand_fail;
-      kvs_set(&k, "POLYSHOP_JWT_SECRET", hex);
+      kvs_set(&k, keys[i], hex);
       dirty = true;
     }
-    setenv("POLYSHOP_JWT_SECRET", kvs_get(&k, "POLYSHOP_JWT_SECRET"), 1);
+    setenv(keys[i], kvs_get(&k, keys[i]), 1);
   }
   if (!getenv("POLYSHOP_ADMIN_EMAIL")) {
     if (!kvs_get(&k, "POLYSHOP_ADMIN_EMAIL")) {
