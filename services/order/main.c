@@ -109,9 +109,15 @@ int main(void) {
   svc.payment_timeout_ms = ps_config_int(&cfg, "ORDER_PAYMENT_TIMEOUT_MS", 5000, 100, 60000);
   svc.payment_settle_s = ps_config_int(&cfg, "ORDER_PAYMENT_SETTLE_SECONDS", 60, 0, 86400);
   svc.recovery_interval_ms = ps_config_int(&cfg, "ORDER_RECOVERY_INTERVAL_MS", 5000, 50, 3600000);
-  svc.recovery_grace_s = ps_config_int(&cfg, "ORDER_RECOVERY_GRACE_SECONDS", 15, 0, 86400);
+  svc.recovery_grace_s = ps_config_int(&cfg, "ORDER_RECOVERY_GRACE_SECONDS", 15, 1, 86400);
   svc.relay_interval_ms = ps_config_int(&cfg, "ORDER_RELAY_INTERVAL_MS", 1000, 50, 3600000);
   svc.fault_point = ps_config_str(&cfg, "ORDER_FAULT_POINT", NULL);
+  /* The worker must never take an order whose request is still waiting on a call: the grace
+   * outlasts the longest step (a charge) plus one ordinary call. */
+  if (svc.recovery_grace_s * 1000 < svc.payment_timeout_ms + 2000)
+    ps_config_error(&cfg, "ORDER_RECOVERY_GRACE_SECONDS (%lld) must be at least "
+                    "ORDER_PAYMENT_TIMEOUT_MS/1000 + 2 (%lld)", svc.recovery_grace_s,
+                    (svc.payment_timeout_ms + 2000 + 999) / 1000);
   char err[256];
   if (ps_jwt_keys_from_env(&svc.keys, err, sizeof(err))) ps_config_error(&cfg, "%s", err);
   svc.pg_schema = ps_config_str(&cfg, "ORDER_PG_SCHEMA", ORDER_PG_SCHEMA_DEFAULT);

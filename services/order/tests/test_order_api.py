@@ -237,7 +237,7 @@ def store_env():
 def order_env(user_svc, product_svc, payments, **extra):
     env = {"USER_URL": user_svc.base, "PRODUCT_URL": product_svc.base,
            "PAYMENT_URL": payments.base, "POLYSHOP_INTERNAL_TOKEN": SECRET,
-           "ORDER_RECOVERY_GRACE_SECONDS": "1", "ORDER_RECOVERY_INTERVAL_MS": "300",
+           "ORDER_RECOVERY_GRACE_SECONDS": "4", "ORDER_RECOVERY_INTERVAL_MS": "300",
            "ORDER_RELAY_INTERVAL_MS": "200", "ORDER_PAYMENT_TIMEOUT_MS": "1500",
            "ORDER_PAYMENT_SETTLE_SECONDS": "5"}
     env.update(extra)
