@@ -594,9 +594,11 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
   sqlbuf_t b = {a, NULL, 0, 0};
   const char *col = sort_column(q->sort);
   int desc = sort_desc(q->sort);
+  /* The page's ids are chosen first and only they are turned into documents: with the
+   * documents inside, a sort that cannot use an index would build one for every match. */
   sb_add(&b, "SELECT " DOC_SQL ", p.id, ");
   sb_add(&b, col);
-  sb_add(&b, " FROM products p WHERE 1");
+  sb_add(&b, " FROM (SELECT p.id AS pid FROM products p WHERE 1");
   if (q->q) sb_add(&b, " AND (p.name LIKE :q ESCAPE '\\' OR p.brand LIKE :q ESCAPE '\\')");
   if (q->category)
     sb_add(&b, " AND p.category IN (WITH RECURSIVE sub(slug) AS (SELECT :cat UNION"
@@ -612,16 +614,22 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
      * ingredients); variants carry their own attributes (a shirt's sizes). */
     char *part = ps_arena_sprintf(
         a,
-        " AND (EXISTS (SELECT 1 FROM json_each(p.attributes, '$.%s') j WHERE j.value IN"
-        " (:a%dt, :a%dn)) OR EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id"
+        " AND (json_extract(p.attributes, '$.%s') IN (:a%dt, :a%dn)"
+        " OR (json_type(p.attributes, '$.%s') = 'array' AND EXISTS (SELECT 1 FROM"
+        " json_each(p.attributes, '$.%s') j WHERE j.value IN (:a%dt, :a%dn)))"
+        " OR EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id"
         " AND json_extract(v.attributes, '$.%s') IN (:a%dt, :a%dn)))",
-        q->attrs[i].name, i, i, q->attrs[i].name, i, i);
+        q->attrs[i].name, i, i, q->attrs[i].name, q->attrs[i].name, i, i, q->attrs[i].name, i,
+        i);
     sb_add(&b, part);
   }
   if (q->has_cursor)
     sb_add(&b, ps_arena_sprintf(a, " AND (%s, p.id) %s (:ck, :cid)", col, desc ? "<" : ">"));
-  sb_add(&b, ps_arena_sprintf(a, " ORDER BY %s %s, p.id %s LIMIT :limit", col,
-                              desc ? "DESC" : "ASC", desc ? "DESC" : "ASC"));
+  const char *dir = desc ? "DESC" : "ASC";
+  sb_add(&b, ps_arena_sprintf(a,
+                              " ORDER BY %s %s, p.id %s LIMIT :limit) page"
+                              " JOIN products p ON p.id = page.pid ORDER BY %s %s, p.id %s",
+                              col, dir, dir, col, dir, dir));
 
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(S(s)->db, b.buf, -1, &st, NULL) != SQLITE_OK)
