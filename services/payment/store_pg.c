@@ -200,7 +200,7 @@ static int affected(PGresult *r) { return atoi(PQcmdTuples(r)); }
 
 /* Runs an UPDATE; PS_ENOTFOUND when it touched no row. */
 static int run_update(payment_store_t *s, int q, const params_t *p) {
-  PGresult *r;
+  PGresult *r = NULL;
   int rc = run(s, q, p, &r);
   if (rc) return rc;
   rc = affected(r) ? 0 : PS_ENOTFOUND;
@@ -289,7 +289,7 @@ static void read_payment(PGresult *r, int i, ps_arena_t *a, payment_t *x) {
 static int one_payment(payment_store_t *s, int q, const char *arg, ps_arena_t *a, payment_t *out) {
   params_t p = {.n = 0};
   p_text(&p, arg);
-  PGresult *r;
+  PGresult *r = NULL;
   int rc = run(s, q, &p, &r);
   if (rc) return rc;
   if (PQntuples(r) == 0) rc = PS_ENOTFOUND;
@@ -329,7 +329,7 @@ static int s_payment_list(payment_store_t *s, ps_arena_t *a, const char *user_id
   p_int(&p, after_created);
   p_text(&p, after_id);
   p_int(&p, limit);
-  PGresult *r;
+  PGresult *r = NULL;
   int rc = run(s, Q_PAY_LIST, &p, &r);
   if (rc) return rc;
   int rows = PQntuples(r);
@@ -369,7 +369,7 @@ static void read_refund(PGresult *r, int i, ps_arena_t *a, refund_t *x) {
 static int s_refund_get(payment_store_t *s, ps_arena_t *a, const char *id, refund_t *out) {
   params_t p = {.n = 0};
   p_text(&p, id);
-  PGresult *r;
+  PGresult *r = NULL;
   int rc = run(s, Q_REF_GET, &p, &r);
   if (rc) return rc;
   if (PQntuples(r) == 0) rc = PS_ENOTFOUND;
@@ -391,7 +391,7 @@ static int s_refund_list(payment_store_t *s, ps_arena_t *a, const char *payment_
                          refund_t **out, int *n) {
   params_t p = {.n = 0};
   p_text(&p, payment_id);
-  PGresult *r;
+  PGresult *r = NULL;
   int rc = run(s, Q_REF_LIST, &p, &r);
   if (rc) return rc;
   int rows = PQntuples(r);
@@ -409,7 +409,7 @@ static int s_idem_get(payment_store_t *s, ps_arena_t *a, const char *scope, cons
   params_t p = {.n = 0};
   p_text(&p, scope);
   p_text(&p, key);
-  PGresult *r;
+  PGresult *r = NULL;
   int rc = run(s, for_update ? Q_IDEM_GET_LOCK : Q_IDEM_GET, &p, &r);
   if (rc) return rc;
   if (PQntuples(r) == 0) {
@@ -474,7 +474,7 @@ static int s_audit_last(payment_store_t *s, ps_arena_t *a, int64_t *seq, const c
   *hash = NULL;
   int rc = ((pg_store_t *)s)->in_tx ? run(s, Q_AUDIT_LOCK, NULL, NULL) : 0;
   if (rc) return rc;
-  PGresult *r;
+  PGresult *r = NULL;
   if ((rc = run(s, Q_AUDIT_LAST, NULL, &r))) return rc;
   if (PQntuples(r) > 0) {
     *seq = num(r, 0, 0);
@@ -503,7 +503,7 @@ static int s_audit_each(payment_store_t *s, ps_arena_t *a, audit_each_cb cb, voi
   for (;;) {
     params_t p = {.n = 0};
     p_int(&p, after);
-    PGresult *r;
+    PGresult *r = NULL;
     int rc = run(s, Q_AUDIT_PAGE, &p, &r);
     if (rc) return rc;
     int rows = PQntuples(r);
