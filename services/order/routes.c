@@ -20,7 +20,7 @@
  * core's problem table has no entry for, like 402). */
 static char *problem_text(ps_req_t *req, int status, const char *slug, const char *title,
                           const char *field, const char *detail) {
-  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:s?}", "type",
+  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s*, s:s*}", "type",
                         ps_arena_sprintf(&req->arena, "urn:polyshop:problem:%s", slug), "title",
                         title, "status", status, "detail", detail, "field", field, "request_id",
                         req->request_id);
