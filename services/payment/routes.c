@@ -194,16 +194,15 @@ static int claim_answered(ps_req_t *req, claim_t outcome, const idem_t *idem) {
 static int charge_body_or_reply(ps_req_t *req, int internal, payment_t *p,
                                 const char **card, const char **token) {
   static const char *const allowed_public[] = {"order_id", "amount", "currency",
-                                               "payment_method", "description", NULL};
+                                               "payment_method", NULL};
   static const char *const allowed_internal[] = {"order_id", "amount", "currency",
-                                                 "payment_method", "description", "user_id",
-                                                 NULL};
+                                                 "payment_method", "user_id", NULL};
   static const char *const pm_allowed[] = {"card_number", "exp_month", "exp_year", "cvc",
                                            "token", NULL};
   json_t *body, *pm;
   long long amount, exp;
   int present;
-  const char *cvc, *description;
+  const char *cvc;
   if (ps_json_body_or_reply(req, &body) ||
       ps_json_only_keys_or_reply(req, body, internal ? allowed_internal : allowed_public) ||
       ps_json_str_or_reply(req, body, "order_id", 1, 64, &p->order_id) ||
@@ -211,7 +210,6 @@ static int charge_body_or_reply(ps_req_t *req, int internal, payment_t *p,
       ps_json_int_or_reply(req, body, "amount", 1, PAYMENT_AMOUNT_MAX, &amount) ||
       ps_json_str_or_reply(req, body, "currency", 3, 3, &p->currency) ||
       check_or_reply(req, "currency", payment_check_currency(p->currency)) ||
-      ps_json_opt_str_or_reply(req, body, "description", 0, 500, &description) ||
       ps_json_object_or_reply(req, body, "payment_method", &pm) ||
       ps_json_only_keys_or_reply(req, pm, pm_allowed) ||
       ps_json_opt_str_or_reply(req, pm, "card_number", 1, 19, card) ||
