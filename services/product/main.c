@@ -43,11 +43,13 @@ static atomic_int sweeper_taken;
 static void *thread_init(void *ctx) {
   const product_service_t *svc = ctx;
   product_thread_t *t = ps_calloc(1, sizeof(*t));
-  int rc = product_store_open(svc->store_url, &t->store);
+  product_store_t *inner;
+  int rc = product_store_open(svc->store_url, &inner);
   if (rc) {
     ps_log(PS_LOG_FATAL, NULL, "cannot open the product store: %s", ps_strerror(rc));
     abort();
   }
+  t->store = product_store_timed(inner);
   int expected = 0;
   if (atomic_compare_exchange_strong(&sweeper_taken, &expected, 1)) {
     t->sweep_ev = event_new(ps_server_thread_base(), -1, EV_PERSIST, sweep_cb, t);
@@ -130,6 +132,7 @@ int main(void) {
     return 1;
   }
 
+  product_store_metrics_register(strncmp(svc.store_url, "mongodb://", 10) ? "sqlite" : "mongodb");
   ps_service_t service = {
       .name = "product",
       .routes = product_routes,

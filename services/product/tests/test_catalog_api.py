@@ -91,8 +91,12 @@ def create(svc, **over):
 def test_probes(svc):
     assert svc.call("GET", "/healthz").status == 200
     assert svc.call("GET", "/readyz").status == 200
+    svc.call("GET", "/api/v1/products?limit=1")
     m = svc.call("GET", "/metrics")
     assert m.status == 200 and b"polyshop" in m.body
+    # Store calls are timed per operation, whatever the engine.
+    assert b'polyshop_store_call_seconds_count{service="product",engine="' in m.body
+    assert b'op="product_list"' in m.body
 
 
 def test_demo_catalog_has_three_kinds_with_their_attributes(catalog):
