@@ -627,21 +627,15 @@ static void handle_create(ps_req_t *req) {
   o.payment_id = payment_id;
   o.payment_status = "paid";
   rc = order_finish_charged(t, a, &o, req->request_id);
+  if (rc == 0 && strcmp(o.saga_step, ORDER_STEP_COMMITTED) == 0 && o.response_body) {
+    reply_text(req, 201, o.response_body);
+    return;
+  }
   if (rc) ps_log(PS_LOG_WARN, req->request_id, "order %s: commit left to recovery: %s", o.id, ps_strerror(rc));
 
 from_state:
   if ((rc = st->ops->get(st, a, o.id, &o))) {
     ps_reply_error(req, rc, NULL);
-    return;
-  }
-  if (strcmp(o.saga_step, ORDER_STEP_COMMITTED) == 0) {
-    json_t *answer = order_json(&o);
-    char *text = ps_json_dump(a, answer);
-    json_decref(answer);
-    order_change_t done = {.id = o.id, .response_status = 201, .response_body = text,
-                           .now = order_now()};
-    st->ops->change(st, &done);
-    reply_text(req, 201, text);
     return;
   }
   if (o.response_status > 0 && o.response_body) {

@@ -276,7 +276,23 @@ int order_finish_charged(order_thread_t *t, ps_arena_t *a, order_t *o, const cha
                         .payment_status = "paid"};
     c.now = order_now();
     order_event(a, &c, "order_status_changed", o, "new", "processing");
+    /* The answer to the checkout (and to every replay of its key) is stored with the step
+     * that makes it true, in the same transaction. */
+    order_t after = *o;
+    after.status = "processing";
+    after.payment_status = "paid";
+    after.saga_step = ORDER_STEP_COMMITTED;
+    after.updated_at = c.now;
+    json_t *answer = order_json(&after);
+    c.response_status = 201;
+    c.response_body = ps_json_dump(a, answer);
+    json_decref(answer);
     rc = t->store->ops->change(t->store, &c);
+    if (rc == 0) {
+      after.response_status = c.response_status;
+      after.response_body = c.response_body;
+      *o = after;
+    }
     return rc == PS_ECONFLICT ? 0 : rc;
   }
   if (rc != PS_ECONFLICT && rc != PS_ENOTFOUND) return rc;
