@@ -38,11 +38,13 @@ static void *thread_init(void *ctx) {
   order_service_t *svc = ctx;
   order_thread_t *t = ps_calloc(1, sizeof(*t));
   t->svc = svc;
-  if (order_store_open(svc->store_url, svc->pg_schema, &t->store)) {
+  order_store_t *inner;
+  if (order_store_open(svc->store_url, svc->pg_schema, &inner)) {
     /* Checked at start on the main thread, so this is a store gone bad since: no way to serve. */
-    ps_log_error("cannot open the order store %s", svc->store_url);
+    ps_log_error("cannot open the order store");
     abort();
   }
+  t->store = order_store_timed(inner);
   if (!(t->client = ps_client_new(NULL))) {
     ps_log_error("cannot start libcurl");
     abort();
@@ -141,10 +143,13 @@ int main(void) {
   order_store_t *st;
   int rc = order_store_open(svc.store_url, svc.pg_schema, &st);
   if (rc) {
-    ps_log_error("cannot open the order store %s: %s", svc.store_url, ps_strerror(rc));
+    /* Not the URL itself: it may hold a password. */
+    ps_log_error("cannot open the order store: %s", ps_strerror(rc));
     return 1;
   }
   st->ops->close(st);
+  order_store_metrics_register(order_store_is_pg(svc.store_url) ? "postgres" : "sqlite");
+  order_saga_metrics_register();
 
   ps_service_t def = {.name = "order", .routes = order_routes, .nroutes = order_nroutes,
                       .ctx = &svc, .thread_init_cb = thread_init,

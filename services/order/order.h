@@ -141,6 +141,11 @@ typedef struct {
 /* Dies (_exit 137, like SIGKILL) when the test build's ORDER_FAULT_POINT equals point. */
 void order_fault(const order_service_t *svc, const char *point);
 
+/* Registers the polyshop_order_call_seconds{target} histograms; once, before the server
+ * starts. order_call_observe records one call to url that started at t0 (ps_now_ns). */
+void order_saga_metrics_register(void);
+void order_call_observe(const order_service_t *svc, const char *url, unsigned long long t0);
+
 /* One call to another service with the internal token, the request id and traceparent. */
 int order_call(order_thread_t *t, ps_arena_t *a, const char *method, const char *url,
                const char *body, const char *idem_key, long timeout_ms, const char *request_id,

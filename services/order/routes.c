@@ -8,6 +8,7 @@
 #include "polyshop/error.h"
 #include "polyshop/json.h"
 #include "polyshop/log.h"
+#include "polyshop/metrics.h"
 #include "polyshop/problem.h"
 
 #define SVC(req) ((order_service_t *)(req)->service_ctx)
@@ -280,7 +281,9 @@ static int user_exists_or_reply(ps_req_t *req) {
                     .traceparent = ps_trace_child(&req->arena, req->traceparent)};
   ps_response_t resp;
   order_call_result_t r = {0};
+  unsigned long long t0 = ps_now_ns();
   r.err = ps_client_call(t->client, &req->arena, &call, &resp);
+  order_call_observe(SVC(req), call.url, t0);
   if (r.err == 0) r.status = resp.status;
   if (r.err == 0 && r.status == 200) return 0;
   if (r.err == 0 && (r.status == 401 || r.status == 404)) {

@@ -15,6 +15,7 @@
 #include "polyshop/error.h"
 #include "polyshop/json.h"
 #include "polyshop/log.h"
+#include "polyshop/metrics.h"
 
 int64_t order_now(void) { return (int64_t)time(NULL); }
 
@@ -52,6 +53,35 @@ void order_fault(const order_service_t *svc, const char *point) {
 #endif
 }
 
+/* Latency of the calls to each service, registered before the server starts. */
+enum { TGT_USER, TGT_PRODUCT, TGT_PAYMENT, TGT_NOTIFICATION, TGT_ANALYTICS, TGT_OTHER, TGT__COUNT };
+static const char *const target_names[TGT__COUNT] = {"user", "product", "payment",
+                                                     "notification", "analytics", "other"};
+static ps_histogram_t *call_hist[TGT__COUNT];
+
+void order_saga_metrics_register(void) {
+  char labels[64];
+  for (int i = 0; i < TGT__COUNT; i++) {
+    snprintf(labels, sizeof(labels), "target=\"%s\"", target_names[i]);
+    call_hist[i] = ps_metrics_histogram("polyshop_order_call_seconds", labels,
+                                        "Latency of the order service's calls to other services");
+  }
+}
+
+static int starts_with(const char *s, const char *prefix) {
+  return prefix && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+void order_call_observe(const order_service_t *svc, const char *url, unsigned long long t0) {
+  int i = starts_with(url, svc->user_url)           ? TGT_USER
+          : starts_with(url, svc->product_url)      ? TGT_PRODUCT
+          : starts_with(url, svc->payment_url)      ? TGT_PAYMENT
+          : starts_with(url, svc->notification_url) ? TGT_NOTIFICATION
+          : starts_with(url, svc->analytics_url)    ? TGT_ANALYTICS
+                                                    : TGT_OTHER;
+  if (call_hist[i]) ps_histogram_observe(call_hist[i], (double)(ps_now_ns() - t0) / 1e9);
+}
+
 int order_call(order_thread_t *t, ps_arena_t *a, const char *method, const char *url,
                const char *body, const char *idem_key, long timeout_ms, const char *request_id,
                order_call_result_t *out) {
@@ -75,7 +105,9 @@ int order_call(order_thread_t *t, ps_arena_t *a, const char *method, const char 
                     .idempotent = 1};
   ps_response_t resp;
   memset(out, 0, sizeof(*out));
+  unsigned long long t0 = ps_now_ns();
   int rc = ps_client_call(t->client, a, &call, &resp);
+  order_call_observe(t->svc, url, t0);
   out->err = rc;
   if (rc == 0) {
     out->status = resp.status;

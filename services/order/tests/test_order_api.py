@@ -306,8 +306,10 @@ def reservation(product_svc, rid):
 def test_probes(svc):
     assert svc.call("GET", "/healthz").status == 200
     assert svc.call("GET", "/readyz").status == 200
-    assert b"polyshop_http_requests_total" in svc.call("GET", "/metrics").body or \
-        svc.call("GET", "/metrics").status == 200
+    r = svc.call("GET", "/metrics")
+    assert r.status == 200
+    assert b'polyshop_store_call_seconds_count{service="order",engine=' in r.body
+    assert b'polyshop_order_call_seconds_count{service="order",target="payment"}' in r.body
 
 
 def test_happy_path(svc, product_svc, payments, buyer):
