@@ -3,6 +3,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "payment.h"
 #include "polyshop/alloc.h"
@@ -14,6 +15,7 @@
 static void *thread_init(void *ctx) {
   payment_service_t *svc = ctx;
   payment_thread_t *t = ps_calloc(1, sizeof(*t));
+  t->last_purge = (int64_t)time(NULL);
   /* Both were opened once on the main thread at start, so a failure here is a bug or a
    * library gone bad: there is no way to serve. (A database that is down right now is not a
    * failure: the store reconnects by itself.) */
@@ -67,6 +69,8 @@ int main(void) {
   svc.webhook_tolerance = ps_config_int(&cfg, "STRIPE_WEBHOOK_TOLERANCE", PAYMENT_WEBHOOK_TOLERANCE, 1, 86400);
   svc.claim_stale_after = ps_config_int(&cfg, "PAYMENT_CLAIM_STALE_SECONDS", 60, 1, 86400);
   svc.busy_wait_ms = (long)ps_config_int(&cfg, "PAYMENT_BUSY_WAIT_MS", 2000, 0, 30000);
+  svc.idem_retention = 3600 * ps_config_int(&cfg, "PAYMENT_IDEM_RETENTION_HOURS", 7 * 24, 1, 24 * 3650);
+  svc.event_retention = 3600 * ps_config_int(&cfg, "PAYMENT_EVENT_RETENTION_HOURS", 30 * 24, 1, 24 * 3650);
   char err[256];
   if (ps_jwt_keys_from_env(&svc.keys, err, sizeof(err))) ps_config_error(&cfg, "%s", err);
   const char *kind = svc.provider.kind;

@@ -34,6 +34,8 @@ typedef struct {
   int64_t webhook_tolerance;           /* seconds */
   int64_t claim_stale_after;           /* seconds after which a pending key is taken over */
   long busy_wait_ms;                   /* how long a duplicate waits for the first to finish */
+  int64_t idem_retention;              /* seconds an answered Idempotency-Key is kept */
+  int64_t event_retention;             /* seconds a webhook event id is kept */
   struct ps_histogram *metrics[M__COUNT]; /* owned by the metrics registry; NULL entries skip */
 } payment_service_t;
 
@@ -44,6 +46,7 @@ void payment_metrics_register(payment_service_t *svc);
 typedef struct {
   payment_store_t *store;
   provider_t *provider;
+  int64_t last_purge; /* when this thread last purged old keys and events */
 } payment_thread_t;
 
 extern const ps_route_t payment_routes[];

@@ -363,14 +363,34 @@ static void charge(ps_req_t *req, int internal) {
   send_text(req, status, ctype, text);
 }
 
+enum { PURGE_EVERY = 600, PURGE_BATCH = 500 };
+
+/* Forgets answered keys and webhook event ids past their retention, a bounded batch at a
+ * time and at most every ten minutes per thread, after the answer has been sent. */
+static void purge_old(ps_req_t *req) {
+  payment_thread_t *t = THR(req);
+  int64_t now = now_s();
+  if (now - t->last_purge < PURGE_EVERY) return;
+  t->last_purge = now;
+  int n = 0;
+  int rc = t->store->ops->purge(t->store, now - SVC(req)->idem_retention,
+                                now - SVC(req)->event_retention, PURGE_BATCH, &n);
+  if (rc)
+    ps_log(PS_LOG_WARN, req->request_id, "purging old idempotency keys failed: %s", ps_strerror(rc));
+  else if (n)
+    ps_log(PS_LOG_INFO, req->request_id, "purged %d old idempotency keys and webhook events", n);
+}
+
 static void handle_create(ps_req_t *req) {
   if (ps_auth_user_or_reply(req)) return;
   charge(req, 0);
+  purge_old(req);
 }
 
 static void handle_internal_create(ps_req_t *req) {
   if (internal_or_admin_or_reply(req)) return;
   charge(req, 1);
+  purge_old(req);
 }
 
 /* --- reading ---------------------------------------------------------------------------- */

@@ -127,6 +127,11 @@ typedef struct {
   /* Writes state, claimed_at, resource_id and the stored answer of (r->scope, r->key). */
   int (*idem_update)(payment_store_t *s, const idem_t *r);
 
+  /* Deletes at most limit answered idempotency records created before idem_before, and at
+   * most limit webhook event ids received before events_before; *n is how many went. */
+  int (*purge)(payment_store_t *s, int64_t idem_before, int64_t events_before, int limit,
+               int *n);
+
   /* Webhook events already processed. insert answers PS_EEXISTS for a duplicate id. */
   int (*event_insert)(payment_store_t *s, const char *event_id, const char *type, int64_t now);
 

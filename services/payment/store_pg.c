@@ -67,7 +67,7 @@ enum {
   Q_PAY_INSERT, Q_PAY_GET, Q_PAY_GET_LOCK, Q_PAY_BY_REF, Q_PAY_BY_REF_LOCK, Q_PAY_UPDATE,
   Q_PAY_LIST, Q_REF_INSERT, Q_REF_GET, Q_REF_UPDATE, Q_REF_LIST, Q_IDEM_GET, Q_IDEM_GET_LOCK,
   Q_IDEM_INSERT, Q_IDEM_UPDATE, Q_EVENT_INSERT, Q_AUDIT_LOCK, Q_AUDIT_LAST, Q_AUDIT_INSERT,
-  Q_AUDIT_PAGE, Q_PING, Q__COUNT
+  Q_AUDIT_PAGE, Q_PURGE_IDEM, Q_PURGE_EVENTS, Q_PING, Q__COUNT
 };
 
 static const char *const sql[Q__COUNT] = {
@@ -102,6 +102,10 @@ static const char *const sql[Q__COUNT] = {
                        "prev_hash,hash) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9)",
     [Q_AUDIT_PAGE] = "SELECT seq,at,kind,payment_id,ref,amount,currency,prev_hash,hash"
                      " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000",
+    [Q_PURGE_IDEM] = "DELETE FROM idempotency WHERE ctid IN (SELECT ctid FROM idempotency"
+                     " WHERE state=1 AND created_at < $1 LIMIT $2)",
+    [Q_PURGE_EVENTS] = "DELETE FROM webhook_events WHERE ctid IN (SELECT ctid FROM"
+                       " webhook_events WHERE received_at < $1 LIMIT $2)",
     [Q_PING] = "SELECT 1",
 };
 
@@ -524,6 +528,24 @@ static int s_audit_each(payment_store_t *s, ps_arena_t *a, audit_each_cb cb, voi
   }
 }
 
+static int s_purge(payment_store_t *s, int64_t idem_before, int64_t events_before, int limit,
+                   int *n) {
+  *n = 0;
+  const int64_t before[2] = {idem_before, events_before};
+  const int q[2] = {Q_PURGE_IDEM, Q_PURGE_EVENTS};
+  for (int i = 0; i < 2; i++) {
+    params_t p = {.n = 0};
+    p_int(&p, before[i]);
+    p_int(&p, limit);
+    PGresult *r = NULL;
+    int rc = run(s, q[i], &p, &r);
+    if (rc) return rc;
+    *n += affected(r);
+    PQclear(r);
+  }
+  return 0;
+}
+
 static int s_ping(payment_store_t *s) { return run(s, Q_PING, NULL, NULL); }
 
 static void s_close(payment_store_t *s) {
@@ -549,6 +571,7 @@ static const payment_store_ops_t pg_ops = {
     .idem_get = s_idem_get,
     .idem_insert = s_idem_insert,
     .idem_update = s_idem_update,
+    .purge = s_purge,
     .event_insert = s_event_insert,
     .audit_last = s_audit_last,
     .audit_insert = s_audit_insert,

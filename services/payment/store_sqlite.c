@@ -66,7 +66,7 @@ enum {
   Q_PAY_INSERT, Q_PAY_GET, Q_PAY_BY_REF, Q_PAY_UPDATE, Q_PAY_LIST,
   Q_REF_INSERT, Q_REF_GET, Q_REF_UPDATE, Q_REF_LIST,
   Q_IDEM_GET, Q_IDEM_INSERT, Q_IDEM_UPDATE, Q_EVENT_INSERT,
-  Q_AUDIT_LAST, Q_AUDIT_INSERT, Q_AUDIT_ALL, Q_PING, Q__COUNT
+  Q_AUDIT_LAST, Q_AUDIT_INSERT, Q_AUDIT_ALL, Q_PURGE_IDEM, Q_PURGE_EVENTS, Q_PING, Q__COUNT
 };
 
 static const char *const sql[Q__COUNT] = {
@@ -98,6 +98,10 @@ static const char *const sql[Q__COUNT] = {
                        "prev_hash,hash) VALUES(?,?,?,?,?,?,?,?,?)",
     [Q_AUDIT_ALL] = "SELECT seq,at,kind,payment_id,ref,amount,currency,prev_hash,hash"
                     " FROM audit_log ORDER BY seq",
+    [Q_PURGE_IDEM] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
+                     " WHERE state=1 AND created_at < ? LIMIT ?)",
+    [Q_PURGE_EVENTS] = "DELETE FROM webhook_events WHERE rowid IN (SELECT rowid FROM"
+                       " webhook_events WHERE received_at < ? LIMIT ?)",
     [Q_PING] = "SELECT 1",
 };
 
@@ -446,6 +450,23 @@ static int s_audit_each(payment_store_t *s, ps_arena_t *a, audit_each_cb cb, voi
   return rc == SQLITE_DONE ? 0 : ps_sqlite_err(rc);
 }
 
+static int s_purge(payment_store_t *s, int64_t idem_before, int64_t events_before, int limit,
+                   int *n) {
+  *n = 0;
+  sqlite3_stmt *st = stmt(s, Q_PURGE_IDEM);
+  sqlite3_bind_int64(st, 1, idem_before);
+  sqlite3_bind_int(st, 2, limit);
+  int rc = exec_done(s, st);
+  if (rc) return rc;
+  *n += sqlite3_changes(db_of(s));
+  st = stmt(s, Q_PURGE_EVENTS);
+  sqlite3_bind_int64(st, 1, events_before);
+  sqlite3_bind_int(st, 2, limit);
+  rc = exec_done(s, st);
+  if (rc == 0) *n += sqlite3_changes(db_of(s));
+  return rc;
+}
+
 static int s_ping(payment_store_t *s) {
   sqlite3_stmt *st = stmt(s, Q_PING);
   int rc = sqlite3_step(st);
@@ -477,6 +498,7 @@ static const payment_store_ops_t sqlite_ops = {
     .idem_get = s_idem_get,
     .idem_insert = s_idem_insert,
     .idem_update = s_idem_update,
+    .purge = s_purge,
     .event_insert = s_event_insert,
     .audit_last = s_audit_last,
     .audit_insert = s_audit_insert,

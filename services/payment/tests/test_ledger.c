@@ -293,6 +293,32 @@ static void test_webhooks(void **state) {
   ps_arena_reset(&a);
 }
 
+static void test_purge(void **state) {
+  payment_store_t *s = *state;
+  ps_arena_t a;
+  ps_arena_init(&a);
+  payment_t p1 = new_payment(&a, 100, 1000), p2 = new_payment(&a, 100, 1000), pay;
+  idem_t idem1, idem2;
+  claim_t out;
+  char *k1 = uuid(&a), *k2 = uuid(&a), *ev = uuid(&a);
+  /* k1 answered long ago, k2 still pending (never purged: its request may be running). */
+  assert_int_equal(ledger_charge_claim(s, &a, "u1", k1, "h", &p1, 1000, 60, &out, &idem1, &pay), 0);
+  assert_int_equal(ledger_charge_finish(s, &a, &pay, &idem1, 201, "application/json", "{}", 1000), 0);
+  assert_int_equal(ledger_charge_claim(s, &a, "u1", k2, "h", &p2, 1000, 60, &out, &idem2, &pay), 0);
+  assert_int_equal(s->ops->event_insert(s, ev, "x", 1000), 0);
+  int n = 0;
+  assert_int_equal(s->ops->purge(s, 1001, 1001, 1000, &n), 0);
+  assert_true(n >= 2);
+  assert_int_equal(s->ops->idem_get(s, &a, "u1", k1, 0, &idem1), PS_ENOTFOUND);
+  assert_int_equal(s->ops->idem_get(s, &a, "u1", k2, 0, &idem2), 0);
+  assert_int_equal(s->ops->event_insert(s, ev, "x", 2000), 0); /* forgotten, so new again */
+  assert_int_equal(s->ops->payment_get(s, &a, p1.id, 0, &pay), 0); /* payments stay */
+  /* Limits hold. */
+  assert_int_equal(s->ops->purge(s, 1001, 0, 1, &n), 0);
+  assert_true(n <= 1);
+  ps_arena_reset(&a);
+}
+
 typedef struct {
   int64_t n;
   char kinds[64];
@@ -489,6 +515,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_webhooks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_audit_chain, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, group_teardown);
 }

@@ -28,20 +28,31 @@ def pg(*args):
 @pytest.fixture(scope="module")
 def cluster():
     d = tempfile.mkdtemp(prefix="polyshop-payment-pg-")
-    if os.geteuid() == 0:
-        shutil.chown(d, "postgres", "postgres")
-    port = free_port()
-    data = os.path.join(d, "data")
-    pg(PG_BIN + "/initdb", "-D", data, "-U", "polyshop", "--auth=trust", "-E", "UTF8")
-    opts = f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off"
-    ctl = lambda *a: pg(PG_BIN + "/pg_ctl", "-D", data, "-o", opts, "-l", os.path.join(d, "log"), "-w", "-s", *a)
-    ctl("start")
-    yield {"url": f"postgresql://polyshop@127.0.0.1:{port}/postgres", "ctl": ctl}
     try:
-        ctl("stop", "-m", "immediate")
-    except subprocess.CalledProcessError:
-        pass
-    shutil.rmtree(d, ignore_errors=True)
+        if os.geteuid() == 0:
+            shutil.chown(d, "postgres", "postgres")
+        data = os.path.join(d, "data")
+        pg(PG_BIN + "/initdb", "-D", data, "-U", "polyshop", "--auth=trust", "-E", "UTF8")
+        # A free port can be taken by someone else before the server binds it: try a few.
+        for attempt in range(5):
+            port = free_port()
+            opts = f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+            def ctl(*a, opts=opts):
+                pg(PG_BIN + "/pg_ctl", "-D", data, "-o", opts, "-l", os.path.join(d, "log"), "-w", "-s", *a)
+            try:
+                ctl("start")
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 4:
+                    raise
+        yield {"url": f"postgresql://polyshop@127.0.0.1:{port}/postgres", "ctl": ctl}
+        try:
+            ctl("stop", "-m", "immediate")
+        except subprocess.CalledProcessError:
+            pass
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_database_down_then_back(cluster):
