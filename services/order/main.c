@@ -24,12 +24,14 @@ static void arm(struct event *ev, long long ms) {
 
 static void recovery_cb(evutil_socket_t fd, short what, void *arg) {
   order_thread_t *t = arg;
+  t->traceparent = NULL;
   order_recover(t);
   arm(t->recovery_ev, t->svc->recovery_interval_ms);
 }
 
 static void relay_cb(evutil_socket_t fd, short what, void *arg) {
   order_thread_t *t = arg;
+  t->traceparent = NULL;
   order_relay(t);
   arm(t->relay_ev, t->svc->relay_interval_ms);
 }

@@ -124,6 +124,9 @@ typedef struct {
   struct event *recovery_ev; /* on one loop only */
   struct event *relay_ev;    /* on one loop only */
   order_service_t *svc;
+  /* The traceparent of the request this thread is handling (handlers run one at a time per
+   * thread and call out synchronously), NULL in the timers: outgoing calls continue it. */
+  const char *traceparent;
 } order_thread_t;
 
 extern const ps_route_t order_routes[];

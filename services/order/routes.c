@@ -527,6 +527,7 @@ static int charge(ps_req_t *req, order_t *o, json_t *method, const char **paymen
 /* --- POST /api/v1/orders ------------------------------------------------------------------ */
 
 static void handle_create(ps_req_t *req) {
+  THREAD(req)->traceparent = req->traceparent;
   static const char *const allowed[] = {"items", "address", "discount_code", "payment_method",
                                         "total", "subtotal", "discount", "currency", NULL};
   order_service_t *svc = SVC(req);
@@ -735,6 +736,7 @@ static void cancel(ps_req_t *req, order_t *o) {
 }
 
 static void handle_cancel(ps_req_t *req) {
+  THREAD(req)->traceparent = req->traceparent;
   order_t o;
   if (ps_auth_user_or_reply(req) || order_or_reply(req, &o)) return;
   if (strcmp(o.status, "cancelled") == 0) {
@@ -752,6 +754,7 @@ static void handle_cancel(ps_req_t *req) {
 }
 
 static void handle_patch(ps_req_t *req) {
+  THREAD(req)->traceparent = req->traceparent;
   static const char *const allowed[] = {"status", NULL};
   json_t *body;
   const char *to;

@@ -98,7 +98,7 @@ int order_call(order_thread_t *t, ps_arena_t *a, const char *method, const char 
     headers[nh++] = ps_arena_sprintf(a, "Authorization: Bearer %s", tok);
   ps_call_t call = {.method = method, .url = url, .body = body,
                     .body_len = body ? strlen(body) : 0, .headers = headers,
-                    .request_id = request_id, .traceparent = ps_trace_child(a, NULL),
+                    .request_id = request_id, .traceparent = ps_trace_child(a, t->traceparent),
                     .idempotency_key = idem_key, .timeout_ms = timeout_ms,
                     /* Every call the saga makes is idempotent: reservations carry their id,
                      * charges and refunds their Idempotency-Key. */

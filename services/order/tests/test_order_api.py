@@ -47,6 +47,7 @@ class FakePayments:
         self.events = []
         self.delay = 0.0
         self.charge_calls = 0
+        self.traces = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -102,6 +103,7 @@ class FakePayments:
                 key = self.headers.get("Idempotency-Key")
                 with fake.lock:
                     fake.charge_calls += 1
+                    fake.traces.append(self.headers.get("traceparent"))
                     if key in fake.by_key:
                         status, doc = fake.by_key[key]
                         return self.answer(status, doc)
@@ -582,11 +584,17 @@ def test_payment_service_slow(user_svc, product_svc, fake, buyer):
         fake.delay = 3.0
         try:
             t0 = time.time()
-            r = place(s, buyer, [{"product_id": p["id"], "quantity": 1}])
+            trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+            r = s.call("POST", "/api/v1/orders",
+                       {"items": [{"product_id": p["id"], "quantity": 1}], "address": ADDRESS},
+                       token=buyer, headers={"Idempotency-Key": uuid.uuid4().hex,
+                                             "traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
             assert time.time() - t0 < 6
         finally:
             fake.delay = 0.0
         assert_problem(r, 504, "upstream-timeout")
+        # The charge continued the caller's trace.
+        assert fake.traces and fake.traces[-1].split("-")[1] == trace
         assert stock_of(product_svc, p["id"]) == 4
         orders = s.call("GET", "/api/v1/orders?limit=100", token=buyer).json["items"]
         o = [x for x in orders if x["items"][0]["product_id"] == p["id"]][0]
