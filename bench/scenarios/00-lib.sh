@@ -1,0 +1,110 @@
+# bench/scenarios/00-lib.sh (sourced by bench/run before the other scenario files): helpers
+# the product and checkout scenarios share.
+#
+#   bench_spawn KEY NAME [VAR=VALUE...]
+#       like bench_need_service, but several instances of one service can run (KEY names
+#       the instance: SERVICE_PORT[KEY], $TMP/KEY.log, default store sqlite://$TMP/KEY.db),
+#       and a service that does not come up within BENCH_START_TIMEOUT (120 s) is a
+#       failure returned (1), not the end of the run.
+#   bench_openloop ID DESCRIPTION RATE TARGETS_FILE [P99_TARGET_MS]
+#       open loop: vegeta at RATE requests/s for BENCH_OPENLOOP_DURATION seconds (10) with
+#       the vegeta JSON targets in TARGETS_FILE (one request per line, used in turn);
+#       records p50/p99/p99.9/max, errors and the rate really sent. With P99_TARGET_MS the
+#       p99 must stay under it with no error (a verdict in the report; a miss counts for
+#       BENCH_STRICT).
+#   bench_ratio_target ID RATIO REFERENCE
+#       ID's requests/s (wrk, median of the per-round ratios) must reach RATIO of those of
+#       the scenario REFERENCE run in the same rounds (bench_target compares with nginx).
+#   bench_note TEXT
+#       a line for the "Notes" of the report (what could not be measured, and why).
+#
+# wrk is closed-loop: a stalled server slows the client down and the stall hides. Latency
+# targets are measured open-loop instead, with vegeta sending on schedule whatever the
+# server does. vegeta is installed with `go install` into ${POLYSHOP_CACHE:-~/.cache/polyshop}/bin
+# once. openloop_report (listed in BENCH_REPORTS) appends the open-loop table, the notes
+# and the verdicts to bench/RESULTS.md; bench/scenarios/openloop.py does the arithmetic and
+# writes the vegeta targets files.
+
+VEGETA_MODULE=github.com/tsenart/vegeta/v12@v12.13.0
+OPENLOOP_DURATION=${BENCH_OPENLOOP_DURATION:-10}
+START_TIMEOUT=${BENCH_START_TIMEOUT:-120}
+OPENLOOP_PY=$ROOT/bench/scenarios/openloop.py
+VEGETA=
+BENCH_REPORTS+=(openloop_report)
+declare -A RATIO_TARGET=()
+
+bench_spawn() {
+  local key=$1 name=$2; shift 2
+  [[ -n ${SERVICE_PORT[$key]:-} ]] && return 0
+  local bin=$ROOT/$BUILD/services/$name/polyshop-$name port up pid
+  [[ -x $bin ]] || { log "$bin is not built"; return 1; }
+  port=$(free_port)
+  up=$(tr '[:lower:]' '[:upper:]' <<<"$name")
+  env POLYSHOP_LISTEN="127.0.0.1:$port" POLYSHOP_JWT_SECRET="$JWT_SECRET" \
+      POLYSHOP_DATA_DIR="$TMP" POLYSHOP_LOG_LEVEL="$LOG_LEVEL" \
+      "${up}_STORE=sqlite://$TMP/$key.db" "$@" "$bin" >>"$TMP/$key.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  if ! wait_http "http://127.0.0.1:$port/healthz" "$START_TIMEOUT"; then
+    log "$key ($name) did not start; the end of its log:"
+    tail -n 20 "$TMP/$key.log" >&2
+    kill -TERM "$pid" 2>/dev/null || true
+    return 1
+  fi
+  SERVICE_PORT[$key]=$port
+  log "$key: $name service on :$port (pid $pid)"
+}
+
+bench_need_vegeta() {
+  [[ -n $VEGETA ]] && return 0
+  local bin=${POLYSHOP_CACHE:-$HOME/.cache/polyshop}/bin
+  local stamp=$bin/.vegeta.version
+  if ! [[ -x $bin/vegeta && -f $stamp && $(cat "$stamp") == "$VEGETA_MODULE" ]]; then
+    local go
+    go=$(command -v go || echo /usr/local/go/bin/go)
+    [[ -x $go ]] || die "vegeta is needed for the open-loop runs, and go to install it"
+    log "installing vegeta ($VEGETA_MODULE) with go install"
+    mkdir -p "$bin"
+    (export GOTOOLCHAIN=local GOFLAGS=-trimpath CGO_ENABLED=0; GOBIN=$bin "$go" install "$VEGETA_MODULE") ||
+      die "go install $VEGETA_MODULE failed"
+    echo "$VEGETA_MODULE" >"$stamp"
+  fi
+  VEGETA=$bin/vegeta
+}
+
+bench_ratio_target() { RATIO_TARGET[$1]="$2 $3"; }
+
+bench_note() { printf -- '- %s\n' "$*" >>"$TMP/notes.md"; }
+
+bench_openloop() {
+  local id=$1 desc=$2 rate=$3 targets=$4 p99_ms=${5:-}
+  bench_need_vegeta
+  log "$id: open loop, $rate req/s for ${OPENLOOP_DURATION}s (vegeta)"
+  local bin=$TMP/$id.bin json
+  "$VEGETA" attack -format=json -targets="$targets" -rate="$rate/1s" \
+    -duration="${OPENLOOP_DURATION}s" -timeout=10s -max-body=400 -name="$id" >"$bin" ||
+    die "$id: vegeta failed"
+  json=$("$VEGETA" encode --to csv <"$bin" | /usr/bin/python3 "$OPENLOOP_PY" stats "$rate") ||
+    die "$id: no statistics from vegeta's results"
+  rm -f "$bin"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$rate" "${p99_ms:--}" "$desc" "$json" >>"$TMP/openloop.tsv"
+  log "$id: $(/usr/bin/python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("sent %.0f/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, errors %d of %d %s" % (r["sent_rate"], r["p50_ms"], r["p99_ms"], r["p999_ms"], r["errors"], r["requests"], r["error_kinds"] or ""))' "$json")"
+}
+
+# bench_median_rps ID: the median requests/s of ID's wrk rounds so far (0 when none).
+bench_median_rps() {
+  /usr/bin/python3 - "$TMP/results.tsv" "$1" <<'PY'
+import json, sys
+xs = sorted(json.loads(l.split("\t", 2)[2])["rps"] for l in open(sys.argv[1]) if l.split("\t", 1)[0] == sys.argv[2])
+print(int(xs[(len(xs) - 1) // 2]) if xs else 0)
+PY
+}
+
+openloop_report() {
+  local k
+  : >"$TMP/ratio_targets.tsv"
+  for k in "${!RATIO_TARGET[@]}"; do printf '%s\t%s\n' "$k" "${RATIO_TARGET[$k]}" >>"$TMP/ratio_targets.tsv"; done
+  touch "$TMP/openloop.tsv"
+  TMP=$TMP OPENLOOP_DURATION=$OPENLOOP_DURATION VEGETA_MODULE=$VEGETA_MODULE \
+    /usr/bin/python3 "$OPENLOOP_PY" report
+}

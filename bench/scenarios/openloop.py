@@ -1,0 +1,182 @@
+"""openloop.py - the Python side of bench/scenarios/00-openloop.sh (run by bench/run).
+
+  openloop.py stats RATE            vegeta's CSV results on stdin -> one JSON line of statistics
+  openloop.py get-targets BASE IDS  vegeta JSON targets: GET BASE/<id> for each line of IDS
+  openloop.py order-targets URL TOKEN IDS N PREFIX
+                                    N POST URL targets, each a distinct Idempotency-Key
+                                    PREFIX-<n> and two lines of products from IDS
+  openloop.py report                Markdown section for bench/RESULTS.md (env TMP ...)
+"""
+import base64
+import csv
+import json
+import os
+import random
+import sys
+
+
+def percentile(sorted_xs, p):
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_xs:
+        return 0
+    k = max(0, min(len(sorted_xs) - 1, int(-(-p * len(sorted_xs) // 100)) - 1))
+    return sorted_xs[k]
+
+
+def stats(rate):
+    # vegeta encode --to csv: timestamp(ns), code, latency(ns), bytes out, bytes in, error,
+    # body (base64), attack, seq, method, url, headers
+    lat, starts, codes, kinds = [], [], {}, {}
+    errors = 0
+    for row in csv.reader(sys.stdin):
+        if len(row) < 6:
+            continue
+        ts, code, ns, err = int(row[0]), int(row[1]), int(row[2]), row[5]
+        starts.append(ts)
+        lat.append(ns / 1e6)
+        codes[code] = codes.get(code, 0) + 1
+        if err or not 200 <= code < 300:
+            errors += 1
+            if code:
+                kind = str(code)
+                body = base64.b64decode(row[6]) if len(row) > 6 and row[6] else b""
+                try:  # a problem document names its type: say which
+                    t = json.loads(body).get("type", "")
+                    if t:
+                        kind += " " + t.rsplit("/", 1)[-1]
+                except (ValueError, AttributeError):
+                    pass
+            else:
+                kind = "timeout" if "timeout" in err.lower() or "deadline" in err.lower() else err[:60]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    lat.sort()
+    n = len(lat)
+    span = (max(starts) - min(starts)) / 1e9 if n > 1 else 0
+    print(json.dumps({
+        "rate": float(rate), "requests": n,
+        "sent_rate": (n - 1) / span if span > 0 else 0,
+        "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90),
+        "p99_ms": percentile(lat, 99), "p999_ms": percentile(lat, 99.9),
+        "max_ms": lat[-1] if lat else 0, "errors": errors,
+        "codes": {str(k): v for k, v in sorted(codes.items())}, "error_kinds": kinds,
+    }))
+
+
+def get_targets(base, ids_file):
+    for line in open(ids_file):
+        pid = line.strip()
+        if pid:
+            print(json.dumps({"method": "GET", "url": base.rstrip("/") + "/" + pid}))
+
+
+def order_targets(url, token, ids_file, n, prefix):
+    ids = [l.strip() for l in open(ids_file) if l.strip()]
+    rnd = random.Random(20261124)
+    address = {"name": "Bench Buyer", "line1": "1 Main St", "city": "Berlin",
+               "postal_code": "10115", "country": "DE"}
+    for i in range(int(n)):
+        a, b = rnd.sample(ids, 2)
+        body = json.dumps({"items": [{"product_id": a, "quantity": 1},
+                                     {"product_id": b, "quantity": 1}],
+                           "address": address, "payment_method": "pm_card_visa"},
+                          separators=(",", ":"))
+        print(json.dumps({
+            "method": "POST", "url": url,
+            "body": base64.b64encode(body.encode()).decode(),
+            "header": {"Authorization": ["Bearer " + token],
+                       "Content-Type": ["application/json"],
+                       "Idempotency-Key": ["%s-%d" % (prefix, i)]}}))
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def report():
+    tmp = os.environ["TMP"]
+    lines, verdicts, missed = [], [], 0
+
+    # Throughput targets against a reference scenario (wrk, same rounds).
+    runs = {}
+    for line in open(os.path.join(tmp, "results.tsv")):
+        sid, rnd, js = line.rstrip("\n").split("\t", 2)
+        runs.setdefault(sid, {})[int(rnd)] = json.loads(js)
+    for line in open(os.path.join(tmp, "ratio_targets.tsv")):
+        if not line.strip():
+            continue
+        sid, spec = line.rstrip("\n").split("\t", 1)
+        ratio_s, ref = spec.split(" ", 1)
+        want = float(ratio_s)
+        rs, refs = runs.get(sid, {}), runs.get(ref, {})
+        ratios = [rs[k]["rps"] / refs[k]["rps"] for k in rs if k in refs and refs[k]["rps"]]
+        if not ratios:
+            verdicts.append("- `%s` at least %.0f%% of `%s`'s requests/s: **not measured**" % (sid, 100 * want, ref))
+            missed += 1
+            continue
+        r = median(ratios)
+        ok = r >= want
+        missed += not ok
+        verdicts.append("- `%s` at least %.0f%% of `%s`'s requests/s (same rounds, back to back): **%s** "
+                        "(%.1f%%: %s vs %s req/s, median rounds; per-round ratios %s)" % (
+                            sid, 100 * want, ref, "met" if ok else "NOT met", 100 * r,
+                            "{:,.0f}".format(median([x["rps"] for x in rs.values()])),
+                            "{:,.0f}".format(median([x["rps"] for x in refs.values()])),
+                            ", ".join("%.0f%%" % (100 * x) for x in ratios)))
+
+    rows = []
+    for line in open(os.path.join(tmp, "openloop.tsv")):
+        sid, rate, p99_target, desc, js = line.rstrip("\n").split("\t", 4)
+        r = json.loads(js)
+        kinds = ", ".join("%s ×%d" % (k, v) for k, v in sorted(r["error_kinds"].items(), key=lambda kv: -kv[1]))
+        rows.append("| `%s` | %s | %s | %.0f | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %d / %d%s |" % (
+            sid, desc, "{:,}".format(int(float(rate))), r["sent_rate"], r["p50_ms"], r["p99_ms"],
+            r["p999_ms"], r["max_ms"], r["errors"], r["requests"], (" (" + kinds + ")") if kinds else ""))
+        if p99_target != "-":
+            t = float(p99_target)
+            ok = r["p99_ms"] < t and r["errors"] == 0
+            missed += not ok
+            verdicts.append("- `%s` p99 under %g ms at %s req/s, open loop: **%s** (p99 %.2f ms, p99.9 %.2f ms, %d errors of %d)" % (
+                sid, t, "{:,}".format(int(float(rate))), "met" if ok else "NOT met", r["p99_ms"], r["p999_ms"],
+                r["errors"], r["requests"]))
+
+    if rows:
+        lines += [
+            "## Open-loop latency (vegeta)",
+            "",
+            "`%s` attacking at a fixed rate for %s s: requests leave on schedule whatever the "
+            "server does, so a stall shows in the latency instead of slowing the client (wrk above "
+            "is closed-loop). Latency is from sending a request to its whole answer; percentiles are "
+            "nearest-rank over every request; an error is a transport error, a timeout (10 s) or a "
+            "non-2xx status. `sent/s` is the rate vegeta really achieved: below the asked rate, "
+            "the load generator itself was short of CPU." % (
+                os.environ.get("VEGETA_MODULE", "vegeta"), os.environ.get("OPENLOOP_DURATION", "?")),
+            "",
+            "| scenario | what | rate/s | sent/s | p50 | p99 | p99.9 | max | errors / requests |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ] + rows + [""]
+    notes = os.path.join(tmp, "notes.md")
+    if os.path.exists(notes):
+        lines += ["## Notes", "", open(notes).read().rstrip("\n"), ""]
+    if verdicts:
+        lines += ["## Targets against a reference, and latency targets", ""] + verdicts + [""]
+    if lines:
+        print("\n" + "\n".join(lines), end="")
+    mf = os.path.join(tmp, "missed")
+    before = int(open(mf).read().strip() or 0) if os.path.exists(mf) else 0
+    open(mf, "w").write(str(before + missed))
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "stats":
+        stats(sys.argv[2])
+    elif cmd == "get-targets":
+        get_targets(sys.argv[2], sys.argv[3])
+    elif cmd == "order-targets":
+        order_targets(*sys.argv[2:7])
+    elif cmd == "report":
+        report()
+    else:
+        sys.exit("openloop.py: unknown command " + cmd)
