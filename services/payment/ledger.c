@@ -330,6 +330,47 @@ int ledger_refund_finish(payment_store_t *s, ps_arena_t *a, payment_t *pay, refu
 
 /* --- webhooks ---------------------------------------------------------------------------- */
 
+/* charge.refunded: amount_refunded is the running total at the provider. Refunds we made
+ * are already in pay->refunded (reserved when asked for); those whose provider call ended
+ * with an unknown outcome are still pending, and the total settles them, oldest first. What
+ * is left above everything we know of was refunded elsewhere (the provider's dashboard). */
+static int apply_refunded_total(payment_store_t *s, ps_arena_t *a, payment_t *pay,
+                                int64_t amount, const char *event_id, int64_t now,
+                                webhook_result_t *result) {
+  int64_t total = amount > pay->captured ? pay->captured : amount;
+  refund_t *list;
+  int n, rc = s->ops->refund_list(s, a, pay->id, &list, &n);
+  if (rc) return rc;
+  int64_t pending = 0;
+  for (int i = 0; i < n; i++)
+    if (strcmp(list[i].status, REFUND_PENDING) == 0) pending += list[i].amount;
+  int64_t covered = total - (pay->refunded - pending); /* beyond the settled refunds */
+  for (int i = 0; i < n && covered > 0; i++) {
+    refund_t *r = &list[i];
+    if (strcmp(r->status, REFUND_PENDING) != 0 || r->amount > covered) continue;
+    r->status = REFUND_SUCCEEDED;
+    r->updated_at = now;
+    if ((rc = s->ops->refund_update(s, r))) return rc;
+    if ((rc = ledger_audit_append(s, a, now, "refund", pay->id, r->id, r->amount, pay->currency)))
+      return rc;
+    covered -= r->amount;
+    *result = WEBHOOK_APPLIED;
+  }
+  if (total > pay->refunded) {
+    int64_t delta = total - pay->refunded;
+    pay->refunded = total;
+    if ((rc = ledger_audit_append(s, a, now, "refund", pay->id, event_id, delta, pay->currency)))
+      return rc;
+    *result = WEBHOOK_APPLIED;
+  }
+  if (*result == WEBHOOK_APPLIED) {
+    pay->status = payment_status_after_refund(pay);
+    pay->updated_at = now;
+    rc = s->ops->payment_update(s, pay);
+  }
+  return rc;
+}
+
 int ledger_webhook_apply(payment_store_t *s, ps_arena_t *a, const char *event_id,
                          const char *type, webhook_kind_t kind, const char *provider_ref,
                          const char *payment_id, int64_t amount, const char *code, int64_t now,
@@ -376,18 +417,7 @@ int ledger_webhook_apply(payment_store_t *s, ps_arena_t *a, const char *event_id
       rc = s->ops->payment_update(s, pay);
       *result = WEBHOOK_APPLIED;
     } else if (kind == WEBHOOK_CHARGE_REFUNDED && !pending_or_failed) {
-      /* amount_refunded is the running total at the provider; refunds we made ourselves
-       * are already counted, so only a refund made elsewhere (the dashboard) moves it. */
-      int64_t total = amount > pay->captured ? pay->captured : amount;
-      if (total > pay->refunded) {
-        int64_t delta = total - pay->refunded;
-        pay->refunded = total;
-        pay->status = payment_status_after_refund(pay);
-        pay->updated_at = now;
-        if ((rc = s->ops->payment_update(s, pay))) goto done;
-        rc = ledger_audit_append(s, a, now, "refund", pay->id, event_id, delta, pay->currency);
-        *result = WEBHOOK_APPLIED;
-      }
+      rc = apply_refunded_total(s, a, pay, amount, event_id, now, result);
     }
   done:
     if (rc == 0) rc = s->ops->commit(s);

@@ -347,7 +347,13 @@ static void charge(ps_req_t *req, int internal) {
     return;
   }
   const char *ctype, *text;
+  payment_t settled = pay;
   int status = charge_answer(req, &pay, &res, &ctype, &text);
+  if (strcmp(settled.status, PAYMENT_PENDING) != 0 && status == 201) {
+    /* Show it as recorded (it may have been refunded since), not as freshly captured. */
+    pay = settled;
+    text = dump(req, payment_json(&req->arena, &pay));
+  }
   unsigned long long t0 = ps_now_ns();
   rc = ledger_charge_finish(st, &req->arena, &pay, &idem, status, ctype, text, now_s());
   took(req, M_CHARGE_FINISH, t0);

@@ -293,6 +293,59 @@ static void test_webhooks(void **state) {
   ps_arena_reset(&a);
 }
 
+static int count_cb(void *arg, const audit_t *e) {
+  (*(int64_t *)arg)++;
+  return 0;
+}
+
+/* Entries in the log (verify stops at a break, and the PostgreSQL schema is shared by the
+ * tests of one run, including the one that breaks the chain on purpose). */
+static int64_t audit_count(payment_store_t *s, ps_arena_t *a) {
+  int64_t n = 0;
+  assert_int_equal(s->ops->audit_each(s, a, count_cb, &n), 0);
+  return n;
+}
+
+static void test_webhook_settles_pending_refund(void **state) {
+  payment_store_t *s = *state;
+  ps_arena_t a;
+  ps_arena_init(&a);
+  char *ref = ps_arena_sprintf(&a, "pi_pending_refund_%s", uuid(&a));
+  payment_t pay = paid(s, &a, 1000, ref), cur, got;
+  refund_t r1, r2;
+  idem_t idem;
+  claim_t out;
+  const char *why;
+  /* 300 refunded and confirmed; 200 asked for, provider outcome unknown (still pending). */
+  assert_int_equal(ledger_refund_reserve(s, &a, pay.id, 300, uuid(&a), NULL, NULL, NULL, 5000, 60,
+                                         &out, &idem, &cur, &r1, &why), 0);
+  assert_int_equal(ledger_refund_finish(s, &a, &cur, &r1, 1, "re_1", NULL, 201, "", "", 5001), 0);
+  assert_int_equal(ledger_refund_reserve(s, &a, pay.id, 200, uuid(&a), NULL, NULL, NULL, 5002, 60,
+                                         &out, &idem, &cur, &r2, &why), 0);
+  int64_t before = audit_count(s, &a);
+  webhook_result_t res;
+  /* The provider's total is 500: it did make the pending refund. */
+  assert_int_equal(ledger_webhook_apply(s, &a, uuid(&a), "charge.refunded", WEBHOOK_CHARGE_REFUNDED,
+                                        ref, NULL, 500, NULL, 5003, &res, &got), 0);
+  assert_int_equal(res, WEBHOOK_APPLIED);
+  assert_int_equal(got.refunded, 500);
+  assert_string_equal(got.status, PAYMENT_PARTIALLY_REFUNDED);
+  refund_t check;
+  assert_int_equal(s->ops->refund_get(s, &a, r2.id, &check), 0);
+  assert_string_equal(check.status, REFUND_SUCCEEDED);
+  assert_int_equal(audit_count(s, &a), before + 1);
+  /* Later the dashboard refunds 100 more: recorded as such. */
+  assert_int_equal(ledger_webhook_apply(s, &a, uuid(&a), "charge.refunded", WEBHOOK_CHARGE_REFUNDED,
+                                        ref, NULL, 600, NULL, 5004, &res, &got), 0);
+  assert_int_equal(res, WEBHOOK_APPLIED);
+  assert_int_equal(got.refunded, 600);
+  /* The same total again changes nothing. */
+  assert_int_equal(ledger_webhook_apply(s, &a, uuid(&a), "charge.refunded", WEBHOOK_CHARGE_REFUNDED,
+                                        ref, NULL, 600, NULL, 5005, &res, &got), 0);
+  assert_int_equal(res, WEBHOOK_UNCHANGED);
+  ps_arena_reset(&a);
+}
+
 static void test_purge(void **state) {
   payment_store_t *s = *state;
   ps_arena_t a;
@@ -516,6 +569,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_audit_chain, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list, setup, teardown),
       cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_webhook_settles_pending_refund, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, group_teardown);
 }
