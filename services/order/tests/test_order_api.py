@@ -509,10 +509,16 @@ def test_same_key_100_times_one_order_one_charge(svc, product_svc, payments, use
     assert stock_of(product_svc, p["id"]) == 98
 
 
-def test_64_concurrent_buyers_stock_20(svc, product_svc, payments, user_svc):
-    p = create_product(product_svc, stock=20, price=999)
+@pytest.fixture(scope="module")
+def user_tokens(user_svc):
+    """64 signed-in shoppers."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as ex:
-        tokens = list(ex.map(lambda _: new_user(user_svc), range(64)))
+        return list(ex.map(lambda _: new_user(user_svc), range(64)))
+
+
+def test_64_concurrent_buyers_stock_20(svc, product_svc, payments, user_tokens):
+    p = create_product(product_svc, stock=20, price=999)
+    tokens = user_tokens
 
     def buy(token):
         return place(svc, token, [{"product_id": p["id"], "quantity": 1}])
@@ -727,3 +733,61 @@ def test_free_order_is_not_charged(svc, product_svc, payments, buyer):
     assert r.json["total"] == 0 and r.json["status"] == "processing"
     assert payments.charges(r.json["order_id"]) == []
     assert stock_of(product_svc, p["id"]) == 2
+
+
+def test_sigkill_under_load_leaves_every_order_consistent(user_svc, product_svc, payments, user_tokens):
+    """SIGKILL in the middle of 128 checkouts (32 at a time), restart: every order the store knows
+    ends paid with stock committed or failed with stock back, and stock adds up."""
+    s = Service(ORDER_BIN, order_env(user_svc, product_svc, payments, **store_env()),
+                name="order-kill", threads=4)
+    try:
+        p = create_product(product_svc, stock=1000, price=250)
+
+        def buy(token):
+            try:
+                return place(s, token, [{"product_id": p["id"], "quantity": 2}])
+            except OSError:
+                return None
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as ex:
+            futures = [ex.submit(buy, t) for t in user_tokens * 2]
+            time.sleep(0.08)
+            s.proc.kill()
+            s.proc.wait()
+            answered = [f.result() for f in futures]
+        s.proc = None
+        s.log.close()
+        s.start()
+
+        def settled():
+            found = []
+            for t in user_tokens:
+                items = s.call("GET", "/api/v1/orders?limit=100", token=t).json["items"]
+                found += [o for o in items if o["items"][0]["product_id"] == p["id"]]
+            ok = all((o["status"] == "processing" and o["payment_status"] == "paid") or
+                     (o["status"] == "failed" and o["payment_status"] in ("failed", "none",
+                                                                           "refunded"))
+                     for o in found)
+            return found if ok else None
+
+        orders = wait_for(settled, timeout=30)
+        assert orders is not None, s.logs()
+        paid = [o for o in orders if o["status"] == "processing"]
+        assert any(r is None for r in answered)  # the kill did cut checkouts short
+        # Every answer the clients did get agrees with the store.
+        for r in answered:
+            if r is not None and r.status == 201:
+                assert r.json["order_id"] in {o["order_id"] for o in paid}
+        assert stock_of(product_svc, p["id"]) == 1000 - 2 * len(paid)
+        for o in orders:
+            res = reservation(product_svc, o["order_id"])
+            captured = payments.captured(o["order_id"])
+            if o["status"] == "processing":
+                assert res.json["status"] == "committed" and len(captured) == 1
+            else:
+                assert (res.status == 404 or res.json["status"] in ("released", "expired"))
+                assert captured == []
+    finally:
+        if s.proc:
+            s.stop()
+        s.tmp.cleanup()
