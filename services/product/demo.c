@@ -114,18 +114,19 @@ static const char *const extras[] = {"cinnamon", "paprika", "rosemary", "chili",
 
 static int64_t demo_base_ms = 1735689600000ll; /* 2025-01-01: created_at spreads from here */
 
-static int put(product_store_t *s, ps_arena_t *a, product_in_t *in, rng_t *r, int i) {
+/* The fields every demo product shares. */
+static void finish(ps_arena_t *a, product_in_t *in, rng_t *r, int i) {
   in->fields |= PF_SKU | PF_NAME | PF_DESCRIPTION | PF_KIND | PF_BRAND | PF_CATEGORY |
                 PF_PRICE | PF_CURRENCY | PF_STOCK | PF_ATTRIBUTES | PF_IMAGES | PF_POPULARITY;
   in->currency = "USD";
   in->popularity = (int64_t)rnd(r, 0, 5000) * (rnd(r, 0, 9) == 0 ? 4 : 1);
   in->created_ms = demo_base_ms + (int64_t)i * 3600000ll * 7 + rnd(r, 0, 3599999);
-  in->images = ps_arena_sprintf(a, "[\"/media/demo/%s.webp\"]", in->sku);
-  char *doc;
-  return s->ops->product_create(s, a, product_new_id(a), in, in->created_ms / 1000, &doc);
+  /* No images: the demo has no pictures in the media store, and a link that answers 404 is
+   * worse for a client than none. */
+  in->images = "[]";
 }
 
-static int make_phone(product_store_t *s, ps_arena_t *a, rng_t *r, int i) {
+static void make_phone(ps_arena_t *a, rng_t *r, int i, product_in_t *out) {
   product_in_t in = {0};
   const char *brand = PICK(r, phone_brands);
   const char *series = PICK(r, phone_series);
@@ -166,10 +167,11 @@ static int make_phone(product_store_t *s, ps_arena_t *a, rng_t *r, int i) {
     in.variants[v].price = base + v * 10000;
   }
   in.fields = PF_VARIANTS;
-  return put(s, a, &in, r, i);
+  finish(a, &in, r, i);
+  *out = in;
 }
 
-static int make_clothing(product_store_t *s, ps_arena_t *a, rng_t *r, int i) {
+static void make_clothing(ps_arena_t *a, rng_t *r, int i, product_in_t *out) {
   product_in_t in = {0};
   const char *brand = PICK(r, cloth_brands);
   int g = (int)(rng_next(r) % N(garments));
@@ -199,10 +201,11 @@ static int make_clothing(product_store_t *s, ps_arena_t *a, rng_t *r, int i) {
     vi->price = -1;
   }
   in.fields = PF_VARIANTS;
-  return put(s, a, &in, r, i);
+  finish(a, &in, r, i);
+  *out = in;
 }
 
-static int make_food(product_store_t *s, ps_arena_t *a, rng_t *r, int i) {
+static void make_food(ps_arena_t *a, rng_t *r, int i, product_in_t *out) {
   product_in_t in = {0};
   const char *brand = PICK(r, food_brands);
   int f = (int)(rng_next(r) % N(foods));
@@ -231,7 +234,8 @@ static int make_food(product_store_t *s, ps_arena_t *a, rng_t *r, int i) {
       foods[f].name, brand, kcal, shelf);
   in.price = (int64_t)rnd(r, 1, 30) * 50 + 49;
   in.stock = rnd(r, 0, 14) == 0 ? 0 : rnd(r, 5, 800);
-  return put(s, a, &in, r, i);
+  finish(a, &in, r, i);
+  *out = in;
 }
 
 int product_demo_load(product_store_t *s, int n, uint32_t seed) {
@@ -243,14 +247,22 @@ int product_demo_load(product_store_t *s, int n, uint32_t seed) {
   rng_t r = {seed};
   ps_arena_t a;
   ps_arena_init(&a);
+  enum { BATCH = 100 };
+  product_in_t batch[BATCH];
+  const char *ids[BATCH];
   rc = 0;
-  for (int i = 0; i < n && !rc; i++) {
-    /* Three kinds in even thirds. */
-    switch (i % 3) {
-      case 0: rc = make_phone(s, &a, &r, i); break;
-      case 1: rc = make_clothing(s, &a, &r, i); break;
-      default: rc = make_food(s, &a, &r, i); break;
+  for (int i = 0; i < n && !rc; i += BATCH) {
+    int k = 0;
+    for (; k < BATCH && i + k < n; k++) {
+      /* Three kinds in even thirds. */
+      switch ((i + k) % 3) {
+        case 0: make_phone(&a, &r, i + k, &batch[k]); break;
+        case 1: make_clothing(&a, &r, i + k, &batch[k]); break;
+        default: make_food(&a, &r, i + k, &batch[k]); break;
+      }
+      ids[k] = product_new_id(&a);
     }
+    rc = s->ops->product_create_many(s, &a, ids, batch, (size_t)k, 0);
     ps_arena_reset(&a);
   }
   ps_arena_reset(&a);

@@ -53,6 +53,11 @@ typedef struct {
   /* PS_EINVAL with *why when in->stock is given for a product that has variants. */
   int (*product_update)(product_store_t *s, ps_arena_t *a, const char *id,
                         const product_in_t *in, int64_t now, char **json, const char **why);
+  /* Creates n products at once (the demo loader): ids[i] for in[i], updated_at from
+   * in[i].created_ms when set. All or nothing on SQLite; on MongoDB a failure may leave the
+   * products created before it. */
+  int (*product_create_many)(product_store_t *s, ps_arena_t *a, const char *const *ids,
+                             const product_in_t *in, size_t n, int64_t now);
   int (*product_delete)(product_store_t *s, const char *id, int64_t now);
   /* Up to q->limit + 1 rows (one more than asked tells the caller there is a next page). */
   int (*product_list)(product_store_t *s, ps_arena_t *a, const product_query_t *q,

@@ -13,7 +13,7 @@
  * 1,000 concurrent {stock: {$gte: 1}} / $inc -1 updates of stock 100 all "succeed" and leave
  * 89. An insert under a unique _id is atomic there, so every read-modify-write of a product
  * or a reservation runs under a lock document (insert to take, delete to give, stale after
- * 10 s), and outbox sequence numbers are claimed by inserting max+1. On MongoDB proper the
+ * 10 s), and outbox sequence numbers are claimed by inserting the next number under the unique _id. On MongoDB proper the
  * conditional updates alone would suffice; the locks cost two round trips and keep one code
  * path for both.
  *
@@ -40,6 +40,7 @@ typedef struct {
   mongoc_client_t *client;
   mongoc_database_t *db;
   mongoc_collection_t *products, *skus, *categories, *reservations, *outbox, *locks;
+  int64_t next_seq; /* the outbox number to try next; 0 until the first event */
 } mongo_store_t;
 
 #define M(s) ((mongo_store_t *)(s))
@@ -366,27 +367,40 @@ static int variant_count(const bson_t *d) {
 
 /* --- outbox ------------------------------------------------------------------------------ */
 
+/* The highest outbox sequence number (0 when empty). FerretDB answers this with a scan, so it
+ * is asked once per connection and after repeated collisions, not per event. */
+static int outbox_max(product_store_t *s, int64_t *max) {
+  bson_t *filter = bson_new();
+  bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(-1), "}", "limit", BCON_INT64(1));
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(M(s)->outbox, filter, opts, NULL);
+  const bson_t *last;
+  *max = 0;
+  if (mongoc_cursor_next(cur, &last)) *max = int_of(last, "_id");
+  bson_error_t err;
+  int rc = mongoc_cursor_error(cur, &err) ? map_error(&err) : 0;
+  mongoc_cursor_destroy(cur);
+  bson_destroy(filter);
+  bson_destroy(opts);
+  return rc;
+}
+
 static int outbox_add(product_store_t *s, const char *type, const char *id, const bson_t *payload,
                       int64_t now) {
-  /* The sequence number is claimed by inserting max + 1 under the unique _id: a number is
-   * only taken once the one before it exists, so followers reading "after N" miss nothing. */
+  /* Sequence numbers are claimed by inserting under the unique _id. A number is only tried
+   * when the one before it exists (it was the maximum, or our own or someone's insert that
+   * collided), so the sequence has no gaps and a follower reading "after N" misses nothing. */
+  int rc;
   for (int attempt = 0; attempt < 1000; attempt++) {
-    bson_t *filter = bson_new();
-    bson_t *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(-1), "}", "limit", BCON_INT64(1));
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(M(s)->outbox, filter, opts, NULL);
-    const bson_t *last;
-    int64_t seq = 1;
-    if (mongoc_cursor_next(cur, &last)) seq = int_of(last, "_id") + 1;
-    bson_error_t err;
-    int rc = mongoc_cursor_error(cur, &err) ? map_error(&err) : 0;
-    mongoc_cursor_destroy(cur);
-    bson_destroy(filter);
-    bson_destroy(opts);
-    if (rc) return rc;
-    bson_t *doc = BCON_NEW("_id", BCON_INT64(seq), "type", BCON_UTF8(type), "product_id",
-                           BCON_UTF8(id), "payload", BCON_DOCUMENT(payload), "created_at",
-                           BCON_INT64(now));
+    if (M(s)->next_seq == 0 || (attempt && attempt % 8 == 0)) {
+      int64_t max;
+      if ((rc = outbox_max(s, &max))) return rc;
+      M(s)->next_seq = max + 1;
+    }
+    bson_t *doc = BCON_NEW("_id", BCON_INT64(M(s)->next_seq), "type", BCON_UTF8(type),
+                           "product_id", BCON_UTF8(id), "payload", BCON_DOCUMENT(payload),
+                           "created_at", BCON_INT64(now));
     rc = insert_one(M(s)->outbox, doc);
+    M(s)->next_seq++; /* taken, by us or by someone else */
     if (rc != PS_EEXISTS) return rc;
   }
   return PS_EUNAVAIL;
@@ -540,17 +554,23 @@ static int mg_product_count(product_store_t *s, int64_t *n) {
   return 0;
 }
 
-/* Claims SKUs for product id; on a clash gives back the ones it claimed. */
+/* Claims SKUs for product id in one ordered insert; on a clash gives back the ones it
+ * claimed (those before the clash; the claims of other products are never touched). */
 static int claim_skus(product_store_t *s, const char *id, const char *const *skus, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    int rc = insert_one(M(s)->skus, BCON_NEW("_id", BCON_UTF8(skus[i]), "product_id", BCON_UTF8(id)));
-    if (rc) {
-      for (size_t k = 0; k < i; k++)
-        delete_where(M(s)->skus, BCON_NEW("_id", BCON_UTF8(skus[k])), 0, NULL);
-      return rc;
-    }
-  }
-  return 0;
+  if (!n) return 0;
+  bson_t **docs = ps_calloc(n, sizeof(bson_t *));
+  for (size_t i = 0; i < n; i++)
+    docs[i] = BCON_NEW("_id", BCON_UTF8(skus[i]), "product_id", BCON_UTF8(id));
+  bson_error_t err;
+  bool ok = mongoc_collection_insert_many(M(s)->skus, (const bson_t **)docs, n, NULL, NULL, &err);
+  for (size_t i = 0; i < n; i++) bson_destroy(docs[i]);
+  ps_free(docs);
+  if (ok) return 0;
+  int rc = map_error(&err);
+  for (size_t k = 0; k < n; k++)
+    delete_where(M(s)->skus, BCON_NEW("_id", BCON_UTF8(skus[k]), "product_id", BCON_UTF8(id)), 0,
+                 NULL);
+  return rc;
 }
 
 static void set_product_fields(bson_t *b, const product_in_t *in, int64_t *vsum) {
@@ -608,6 +628,59 @@ static int mg_product_create(product_store_t *s, ps_arena_t *a, const char *id,
   }
   if ((rc = outbox_doc(s, "product.created", id, now))) return rc;
   return mg_product_get(s, a, id, json);
+}
+
+static int mg_product_create_many(product_store_t *s, ps_arena_t *a, const char *const *ids,
+                                  const product_in_t *in, size_t n, int64_t now) {
+  /* One insert for the batch's SKUs and one for its products (the per-product path costs a
+   * dozen round trips, which FerretDB makes slow); the events follow one by one. */
+  size_t nskus = 0;
+  for (size_t i = 0; i < n; i++) nskus += 1 + in[i].nvariants;
+  bson_t **skus = ps_arena_alloc(a, (nskus ? nskus : 1) * sizeof(bson_t *));
+  bson_t **docs = ps_arena_alloc(a, (n ? n : 1) * sizeof(bson_t *));
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    skus[k++] = BCON_NEW("_id", BCON_UTF8(in[i].sku), "product_id", BCON_UTF8(ids[i]));
+    for (size_t v = 0; v < in[i].nvariants; v++)
+      skus[k++] = BCON_NEW("_id", BCON_UTF8(in[i].variants[v].sku), "product_id", BCON_UTF8(ids[i]));
+    bson_t *doc = bson_new();
+    BSON_APPEND_UTF8(doc, "_id", ids[i]);
+    product_in_t all = in[i];
+    all.fields |= PF_DESCRIPTION | PF_STOCK | PF_ATTRIBUTES | PF_IMAGES | PF_VARIANTS;
+    int64_t vsum;
+    set_product_fields(doc, &all, &vsum);
+    if (!(in[i].fields & PF_POPULARITY)) BSON_APPEND_INT64(doc, "popularity", 0);
+    BSON_APPEND_INT64(doc, "created_ms", in[i].created_ms ? in[i].created_ms : now_ms());
+    BSON_APPEND_INT64(doc, "updated_at", in[i].created_ms ? in[i].created_ms / 1000 : now);
+    docs[i] = doc;
+  }
+  bson_error_t err;
+  int rc = 0;
+  if (!mongoc_collection_insert_many(M(s)->skus, (const bson_t **)skus, nskus, NULL, NULL, &err))
+    rc = map_error(&err);
+  if (!rc && !mongoc_collection_insert_many(M(s)->products, (const bson_t **)docs, n, NULL, NULL,
+                                            &err)) {
+    rc = map_error(&err);
+    /* Free the SKUs this batch claimed for products that were not written. */
+    for (size_t i = 0; i < n; i++) {
+      bson_t *d;
+      if (find_by_id(M(s)->products, ids[i], &d) == 0) {
+        bson_destroy(d);
+        continue;
+      }
+      delete_where(M(s)->skus, BCON_NEW("product_id", BCON_UTF8(ids[i])), 1, NULL);
+    }
+  }
+  for (size_t i = 0; i < n && !rc; i++) {
+    bson_t out;
+    product_out(docs[i], &out);
+    rc = outbox_add(s, "product.created", ids[i], &out,
+                    in[i].created_ms ? in[i].created_ms / 1000 : now);
+    bson_destroy(&out);
+  }
+  for (size_t i = 0; i < nskus; i++) bson_destroy(skus[i]);
+  for (size_t i = 0; i < n; i++) bson_destroy(docs[i]);
+  return rc;
 }
 
 static int mg_product_update(product_store_t *s, ps_arena_t *a, const char *id,
@@ -1382,6 +1455,7 @@ static const product_store_ops_t mongo_ops = {
     .product_get = mg_product_get,
     .product_create = mg_product_create,
     .product_update = mg_product_update,
+    .product_create_many = mg_product_create_many,
     .product_delete = mg_product_delete,
     .product_list = mg_product_list,
     .product_lookup = mg_product_lookup,

@@ -378,11 +378,10 @@ static int put_variants(product_store_t *s, const char *id, const product_in_t *
   return 0;
 }
 
-static int sq_product_create(product_store_t *s, ps_arena_t *a, const char *id,
-                             const product_in_t *in, int64_t now, char **json) {
-  int rc = tx_begin(s);
-  if (rc) return rc;
-  if ((rc = sku_add(s, in->sku, id))) goto out;
+/* Inserts one product inside the caller's transaction. */
+static int create_in_tx(product_store_t *s, const char *id, const product_in_t *in, int64_t now) {
+  int rc;
+  if ((rc = sku_add(s, in->sku, id))) return rc;
   sqlite3_stmt *st = stmt(s, Q_INSERT);
   bind_text(st, 1, id);
   bind_text(st, 2, in->sku);
@@ -399,11 +398,25 @@ static int sq_product_create(product_store_t *s, ps_arena_t *a, const char *id,
   sqlite3_bind_int64(st, 13, (in->fields & PF_POPULARITY) ? in->popularity : 0);
   sqlite3_bind_int64(st, 14, in->created_ms ? in->created_ms : now_ms());
   sqlite3_bind_int64(st, 15, now);
-  if ((rc = exec_done(s, st))) goto out;
-  if (in->nvariants && (rc = put_variants(s, id, in))) goto out;
-  if ((rc = outbox_doc(s, "product.created", id, now))) goto out;
-  rc = sq_product_get(s, a, id, json);
-out:
+  if ((rc = exec_done(s, st))) return rc;
+  if (in->nvariants && (rc = put_variants(s, id, in))) return rc;
+  return outbox_doc(s, "product.created", id, now);
+}
+
+static int sq_product_create(product_store_t *s, ps_arena_t *a, const char *id,
+                             const product_in_t *in, int64_t now, char **json) {
+  int rc = tx_begin(s);
+  if (rc) return rc;
+  if (!(rc = create_in_tx(s, id, in, now))) rc = sq_product_get(s, a, id, json);
+  return tx_end(s, rc);
+}
+
+static int sq_product_create_many(product_store_t *s, ps_arena_t *a, const char *const *ids,
+                                  const product_in_t *in, size_t n, int64_t now) {
+  int rc = tx_begin(s);
+  if (rc) return rc;
+  for (size_t i = 0; i < n && !rc; i++)
+    rc = create_in_tx(s, ids[i], &in[i], in[i].created_ms ? in[i].created_ms / 1000 : now);
   return tx_end(s, rc);
 }
 
@@ -1000,6 +1013,7 @@ static const product_store_ops_t sqlite_ops = {
     .product_get = sq_product_get,
     .product_create = sq_product_create,
     .product_update = sq_product_update,
+    .product_create_many = sq_product_create_many,
     .product_delete = sq_product_delete,
     .product_list = sq_product_list,
     .product_lookup = sq_product_lookup,

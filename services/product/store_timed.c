@@ -7,12 +7,12 @@
 #include "store.h"
 
 enum {
-  T_PING, T_CAT_EXISTS, T_CAT_PUT, T_CATEGORIES, T_GET, T_CREATE, T_UPDATE, T_DELETE, T_LIST,
+  T_PING, T_CREATE_MANY, T_CAT_EXISTS, T_CAT_PUT, T_CATEGORIES, T_GET, T_CREATE, T_UPDATE, T_DELETE, T_LIST,
   T_LOOKUP, T_COUNT, T_RESERVE, T_COMMIT, T_RELEASE, T_RES_GET, T_SWEEP, T_OUTBOX, T__COUNT
 };
 
 static const char *const op_names[T__COUNT] = {
-    [T_PING] = "ping",           [T_CAT_EXISTS] = "category_exists", [T_CAT_PUT] = "category_put",
+    [T_PING] = "ping",           [T_CREATE_MANY] = "product_create_many",           [T_CAT_EXISTS] = "category_exists", [T_CAT_PUT] = "category_put",
     [T_CATEGORIES] = "categories", [T_GET] = "product_get",          [T_CREATE] = "product_create",
     [T_UPDATE] = "product_update", [T_DELETE] = "product_delete",    [T_LIST] = "product_list",
     [T_LOOKUP] = "product_lookup", [T_COUNT] = "product_count",      [T_RESERVE] = "reserve",
@@ -65,6 +65,10 @@ static int t_product_update(product_store_t *s, ps_arena_t *a, const char *id,
                             const product_in_t *in, int64_t now, char **json, const char **why) {
   TIMED(T_UPDATE, INNER(s)->ops->product_update(INNER(s), a, id, in, now, json, why));
 }
+static int t_product_create_many(product_store_t *s, ps_arena_t *a, const char *const *ids,
+                                 const product_in_t *in, size_t n, int64_t now) {
+  TIMED(T_CREATE_MANY, INNER(s)->ops->product_create_many(INNER(s), a, ids, in, n, now));
+}
 static int t_product_delete(product_store_t *s, const char *id, int64_t now) {
   TIMED(T_DELETE, INNER(s)->ops->product_delete(INNER(s), id, now));
 }
@@ -111,6 +115,7 @@ static const product_store_ops_t timed_ops = {
     .product_get = t_product_get,
     .product_create = t_product_create,
     .product_update = t_product_update,
+    .product_create_many = t_product_create_many,
     .product_delete = t_product_delete,
     .product_list = t_product_list,
     .product_lookup = t_product_lookup,

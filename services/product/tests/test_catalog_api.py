@@ -14,9 +14,7 @@ STORE_URL = os.environ.get("PRODUCT_TEST_STORE_URL")
 ADMIN = make_token("admin-1", role="admin", ttl=3600)
 CUSTOMER = make_token("customer-1", role="customer", ttl=3600)
 FOOD = {"food", "snacks", "pantry", "breakfast", "drinks"}
-# MongoDB-protocol servers take ~12 round trips per product created: a smaller catalog keeps
-# the start within the test helper's 20 s.
-DEMO_SIZE = 150 if STORE_URL else 300
+DEMO_SIZE = 300
 
 
 @pytest.fixture(scope="module")
