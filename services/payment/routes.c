@@ -131,11 +131,13 @@ static int same_secret(const char *a, const char *b) {
   return sodium_memcmp(ha, hb, sizeof(ha)) == 0;
 }
 
-/* The order service (X-Internal-Token equal to POLYSHOP_INTERNAL_TOKEN) or an admin. */
+/* The order service (X-Internal-Token equal to POLYSHOP_INTERNAL_TOKEN) or an admin. A
+ * token that does not match still lets a valid admin bearer token through, so two services
+ * configured with different secrets degrade to the admin check instead of failing. */
 static int internal_or_admin_or_reply(ps_req_t *req) {
   const char *tok = ps_req_header(req, "X-Internal-Token");
-  if (tok) {
-    if (SVC(req)->internal_token && same_secret(tok, SVC(req)->internal_token)) return 0;
+  if (tok && SVC(req)->internal_token && same_secret(tok, SVC(req)->internal_token)) return 0;
+  if (tok && !ps_req_header(req, "Authorization")) {
     ps_reply_problem(req, PS_PROBLEM_UNAUTHORIZED, NULL, "the internal token is not valid");
     return PS_EAUTH;
   }

@@ -371,6 +371,13 @@ def test_internal_charge(svc, alice, admin):
     r3 = svc.call("POST", "/internal/payments", body, token=admin, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert r3.status == 201
     assert_problem(svc.call("POST", "/internal/payments", body, token=alice, headers=key), 403)
+    # a wrong internal token with a customer's token is still refused; with an admin's, the
+    # admin check decides
+    assert_problem(svc.call("POST", "/internal/payments", body, token=alice,
+                            headers={**key, "X-Internal-Token": "nope-nope-nope-nope"}), 403)
+    r4 = svc.call("POST", "/internal/payments", body, token=admin,
+                  headers={"Idempotency-Key": uuid.uuid4().hex, "X-Internal-Token": "nope-nope-nope-nope"})
+    assert r4.status == 201, r4
     assert_problem(svc.call("POST", "/internal/payments", body, headers={**key, "X-Internal-Token": "nope-nope-nope-nope"}), 401)
     assert_problem(svc.call("POST", "/internal/payments", body, headers=key), 401)
     nouser = {k: v for k, v in body.items() if k != "user_id"}
