@@ -377,7 +377,7 @@ static void handle_category_put(ps_req_t *req) {
   }
   product_store_t *s = store_of(req);
   if (parent) {
-    int rc = strcmp(parent, slug) == 0 ? PS_ENOTFOUND : s->ops->category_exists(s, parent);
+    int rc = s->ops->category_exists(s, parent);
     if (rc == PS_ENOTFOUND) {
       ps_reply_problem(req, PS_PROBLEM_VALIDATION, "parent", "parent %s is not a category",
                        parent);
@@ -389,6 +389,12 @@ static void handle_category_put(ps_req_t *req) {
     }
   }
   int rc = s->ops->category_put(s, slug, name, parent);
+  if (rc == PS_EINVAL) {
+    ps_reply_problem(req, PS_PROBLEM_VALIDATION, "parent",
+                     "%s is %s itself or one of its subcategories: that would make a cycle",
+                     parent, slug);
+    return;
+  }
   if (rc) {
     reply_store_error(req, rc);
     return;

@@ -43,6 +43,7 @@ typedef struct {
 
   /* Categories. tree_json is the whole tree: [{slug, name, children:[...]}]. */
   int (*category_exists)(product_store_t *s, const char *slug);
+  /* PS_EINVAL when parent is slug itself or one of its descendants (a cycle). */
   int (*category_put)(product_store_t *s, const char *slug, const char *name, const char *parent);
   int (*categories_json)(product_store_t *s, ps_arena_t *a, char **tree_json);
 

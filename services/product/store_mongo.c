@@ -449,6 +449,20 @@ static int mg_category_exists(product_store_t *s, const char *slug) {
 
 static int mg_category_put(product_store_t *s, const char *slug, const char *name,
                            const char *parent) {
+  /* The parent's ancestors (itself included) must not include the category. */
+  char cur[128];
+  snprintf(cur, sizeof(cur), "%s", parent ? parent : "");
+  for (int depth = 0; parent && depth < 1000; depth++) {
+    if (strcmp(cur, slug) == 0) return PS_EINVAL;
+    bson_t *c;
+    int rc = find_by_id(M(s)->categories, cur, &c);
+    if (rc == PS_ENOTFOUND) break;
+    if (rc) return rc;
+    const char *up = str_of(c, "parent", NULL);
+    if (up) snprintf(cur, sizeof(cur), "%s", up);
+    bson_destroy(c);
+    if (!up) break;
+  }
   bson_t *u = parent ? BCON_NEW("$set", "{", "name", BCON_UTF8(name), "parent", BCON_UTF8(parent), "}")
                      : BCON_NEW("$set", "{", "name", BCON_UTF8(name), "parent", BCON_NULL, "}");
   return update_one(M(s)->categories, BCON_NEW("_id", BCON_UTF8(slug)), u, 1, NULL);

@@ -85,7 +85,7 @@ static const char schema[] =
 
 enum {
   Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PING,
-  Q_CAT_EXISTS, Q_CAT_PUT, Q_CAT_ALL,
+  Q_CAT_EXISTS, Q_CAT_PUT, Q_CAT_ALL, Q_CAT_ANCESTOR,
   Q_GET, Q_EXISTS, Q_COUNT, Q_HAS_VARIANTS,
   Q_SKU_ADD, Q_SKU_DEL_PRODUCT, Q_SKU_DEL,
   Q_INSERT, Q_VARIANT_ADD, Q_VARIANTS_DEL, Q_STOCK_SUM, Q_DELETE,
@@ -105,6 +105,9 @@ static const char *const sql[Q__COUNT] = {
     [Q_CAT_PUT] = "INSERT INTO categories(slug, name, parent) VALUES(?, ?, ?)"
                   " ON CONFLICT(slug) DO UPDATE SET name = excluded.name, parent = excluded.parent",
     [Q_CAT_ALL] = "SELECT slug, name, parent FROM categories ORDER BY name, slug",
+    [Q_CAT_ANCESTOR] = "WITH RECURSIVE up(slug) AS (SELECT ?1 UNION SELECT c.parent FROM"
+                       " categories c JOIN up ON c.slug = up.slug WHERE c.parent IS NOT NULL)"
+                       " SELECT 1 FROM up WHERE slug = ?2",
     [Q_GET] = "SELECT " DOC_SQL " FROM products p WHERE p.id = ?",
     [Q_EXISTS] = "SELECT sku FROM products WHERE id = ?",
     [Q_COUNT] = "SELECT count(*) FROM products",
@@ -262,6 +265,16 @@ static int sq_category_exists(product_store_t *s, const char *slug) {
 
 static int sq_category_put(product_store_t *s, const char *slug, const char *name,
                            const char *parent) {
+  if (parent) {
+    /* The parent's ancestors (itself included) must not include the category. */
+    sqlite3_stmt *up = stmt(s, Q_CAT_ANCESTOR);
+    bind_text(up, 1, parent);
+    bind_text(up, 2, slug);
+    int rc = step_row(s, up);
+    sqlite3_reset(up);
+    if (rc < 0) return rc;
+    if (rc == 1) return PS_EINVAL;
+  }
   sqlite3_stmt *st = stmt(s, Q_CAT_PUT);
   bind_text(st, 1, slug);
   bind_text(st, 2, name);

@@ -269,6 +269,13 @@ def test_admin_adds_a_category(svc):
     r = svc.call("POST", "/api/v1/categories", {"slug": "teas", "name": "Teas", "parent": "drinks"},
                  token=ADMIN)
     assert r.status == 201, r
+    # A category cannot hang under itself or under one of its own subcategories.
+    for slug, parent in (("teas", "teas"), ("food", "teas"), ("drinks", "teas")):
+        assert_problem(svc.call("POST", "/api/v1/categories",
+                                {"slug": slug, "name": "x", "parent": parent}, token=ADMIN),
+                       400, "validation", "parent")
+    tree = svc.call("GET", "/api/v1/categories").json["items"]
+    assert "food" in {c["slug"] for c in tree}
     p = create(svc, category="teas", kind="drink", attributes={"caffeine": "high"})
     got = fetch_all(svc, {"category": "food"})
     assert p["id"] in {x["id"] for x in got}
