@@ -986,11 +986,18 @@ static int sq_reservation_get(product_store_t *s, ps_arena_t *a, const char *id,
 
 static int sq_sweep(product_store_t *s, int64_t now, int max, int *count) {
   *count = 0;
+  /* A read first: an idle sweep does not take the write lock. */
+  sqlite3_stmt *st = stmt(s, Q_EXPIRED);
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int(st, 2, 1);
+  int rc = step_row(s, st);
+  sqlite3_reset(st);
+  if (rc <= 0) return rc;
   ps_arena_t a;
   ps_arena_init(&a);
-  int rc = tx_begin(s);
+  rc = tx_begin(s);
   if (rc) goto done;
-  sqlite3_stmt *st = stmt(s, Q_EXPIRED);
+  st = stmt(s, Q_EXPIRED);
   sqlite3_bind_int64(st, 1, now);
   sqlite3_bind_int(st, 2, max);
   char **ids = ps_arena_alloc(&a, (size_t)max * sizeof(char *));
