@@ -114,6 +114,7 @@ int main(void) {
   svc.payment_settle_s = ps_config_int(&cfg, "ORDER_PAYMENT_SETTLE_SECONDS", 60, 0, 86400);
   svc.recovery_interval_ms = ps_config_int(&cfg, "ORDER_RECOVERY_INTERVAL_MS", 5000, 50, 3600000);
   svc.recovery_grace_s = ps_config_int(&cfg, "ORDER_RECOVERY_GRACE_SECONDS", 15, 1, 86400);
+  svc.outbox_retention_s = ps_config_int(&cfg, "ORDER_OUTBOX_RETENTION_SECONDS", 7 * 86400, 0, 3650LL * 86400);
   svc.relay_interval_ms = ps_config_int(&cfg, "ORDER_RELAY_INTERVAL_MS", 1000, 50, 3600000);
   svc.fault_point = ps_config_str(&cfg, "ORDER_FAULT_POINT", NULL);
   /* The worker must never take an order whose request is still waiting on a call: the grace

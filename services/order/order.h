@@ -115,6 +115,7 @@ typedef struct {
   long long recovery_interval_ms;
   long long recovery_grace_s;    /* an unfinished order is left to its handler this long */
   long long relay_interval_ms;
+  long long outbox_retention_s;  /* sent outbox rows are kept this long */
   const char *fault_point;       /* test builds: _exit(137) at this step */
 } order_service_t;
 
@@ -127,6 +128,7 @@ typedef struct {
   /* The traceparent of the request this thread is handling (handlers run one at a time per
    * thread and call out synchronously), NULL in the timers: outgoing calls continue it. */
   const char *traceparent;
+  int64_t last_prune; /* when sent outbox rows were last pruned (relay thread) */
 } order_thread_t;
 
 extern const ps_route_t order_routes[];

@@ -402,6 +402,15 @@ int order_recover(order_thread_t *t) {
 /* --- outbox relay ---------------------------------------------------------------------- */
 
 int order_relay(order_thread_t *t) {
+  /* Sent rows are kept a while for inspection, then pruned (at most once an hour). */
+  int64_t now0 = order_now();
+  if (now0 - t->last_prune >= 3600) {
+    int64_t pruned = 0;
+    if (t->store->ops->outbox_prune(t->store, now0 - t->svc->outbox_retention_s, &pruned) == 0) {
+      t->last_prune = now0;
+      if (pruned) ps_log_info("pruned %lld sent outbox events", (long long)pruned);
+    }
+  }
   const char *dests[3] = {NULL, NULL, NULL};
   int nd = 0;
   if (t->svc->notification_url) dests[nd++] = "notification";

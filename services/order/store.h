@@ -104,6 +104,8 @@ typedef struct {
   int (*outbox_sent)(order_store_t *s, const char *id, const char *destination, int64_t now);
   int (*outbox_retry)(order_store_t *s, const char *id, const char *destination,
                       int64_t next_attempt_at);
+  /* Deletes rows sent before `before`; *n says how many. */
+  int (*outbox_prune)(order_store_t *s, int64_t before, int64_t *n);
   /* Counts of pending (unsent) outbox rows, for tests and /metrics. */
   int (*outbox_pending)(order_store_t *s, int64_t *n);
 

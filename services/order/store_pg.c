@@ -51,7 +51,7 @@ static const char schema_fmt[] =
 enum {
   Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_INSERT, Q_ITEM, Q_OUTBOX, Q_GET, Q_BY_KEY, Q_ITEMS,
   Q_LIST_FIRST, Q_LIST_AFTER, Q_CHANGE, Q_EXISTS, Q_UNFINISHED, Q_DUE, Q_SENT, Q_RETRY,
-  Q_PENDING, Q_PING, Q__COUNT
+  Q_PENDING, Q_PRUNE, Q_PING, Q__COUNT
 };
 
 static const char *const sql[Q__COUNT] = {
@@ -91,6 +91,7 @@ static const char *const sql[Q__COUNT] = {
     [Q_RETRY] = "UPDATE outbox SET next_attempt_at=$1, attempts=attempts+1 WHERE id=$2"
                 " AND destination=$3 AND sent_at IS NULL",
     [Q_PENDING] = "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
+    [Q_PRUNE] = "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1",
     [Q_PING] = "SELECT 1",
 };
 
@@ -474,6 +475,16 @@ static int s_outbox_pending(order_store_t *s, int64_t *n) {
   return 0;
 }
 
+static int s_outbox_prune(order_store_t *s, int64_t before, int64_t *n) {
+  params_t p = {0};
+  p_int(&p, before);
+  PGresult *r;
+  int rc = run(s, Q_PRUNE, &p, &r);
+  *n = rc ? 0 : strtoll(PQcmdTuples(r), NULL, 10);
+  if (rc == 0) PQclear(r);
+  return rc;
+}
+
 static int s_ping(order_store_t *s) { return run(s, Q_PING, NULL, NULL); }
 
 static void s_close(order_store_t *s) {
@@ -494,6 +505,7 @@ static const order_store_ops_t pg_ops = {
     .outbox_sent = s_outbox_sent,
     .outbox_retry = s_outbox_retry,
     .outbox_pending = s_outbox_pending,
+    .outbox_prune = s_outbox_prune,
     .ping = s_ping,
     .close = s_close,
 };

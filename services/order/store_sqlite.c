@@ -41,7 +41,7 @@ static const char schema[] =
 enum {
   Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_INSERT, Q_ITEM, Q_OUTBOX, Q_GET, Q_BY_KEY, Q_ITEMS,
   Q_LIST_FIRST, Q_LIST_AFTER, Q_CHANGE, Q_EXISTS, Q_UNFINISHED, Q_DUE, Q_SENT, Q_RETRY,
-  Q_PENDING, Q_PING, Q__COUNT
+  Q_PENDING, Q_PRUNE, Q_PING, Q__COUNT
 };
 
 static const char *const sql[Q__COUNT] = {
@@ -79,6 +79,7 @@ static const char *const sql[Q__COUNT] = {
     [Q_RETRY] = "UPDATE outbox SET next_attempt_at=?, attempts=attempts+1 WHERE id=? AND destination=?"
                 " AND sent_at IS NULL",
     [Q_PENDING] = "SELECT count(*) FROM outbox WHERE sent_at IS NULL",
+    [Q_PRUNE] = "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
     [Q_PING] = "SELECT 1",
 };
 
@@ -384,6 +385,14 @@ static int s_outbox_pending(order_store_t *s, int64_t *n) {
   return rc == SQLITE_ROW ? 0 : ps_sqlite_err(rc);
 }
 
+static int s_outbox_prune(order_store_t *s, int64_t before, int64_t *n) {
+  sqlite3_stmt *st = stmt(s, Q_PRUNE);
+  sqlite3_bind_int64(st, 1, before);
+  int rc = exec_done(st);
+  *n = rc ? 0 : sqlite3_changes(((sqlite_store_t *)s)->db);
+  return rc;
+}
+
 static int s_ping(order_store_t *s) {
   sqlite3_stmt *st = stmt(s, Q_PING);
   int rc = sqlite3_step(st);
@@ -409,6 +418,7 @@ static const order_store_ops_t sqlite_ops = {
     .outbox_sent = s_outbox_sent,
     .outbox_retry = s_outbox_retry,
     .outbox_pending = s_outbox_pending,
+    .outbox_prune = s_outbox_prune,
     .ping = s_ping,
     .close = s_close,
 };

@@ -9,13 +9,14 @@
 
 enum {
   T_CREATE, T_GET, T_GET_BY_KEY, T_LIST, T_CHANGE, T_UNFINISHED, T_DUE, T_SENT, T_RETRY,
-  T_PENDING, T_PING, T__COUNT
+  T_PENDING, T_PRUNE, T_PING, T__COUNT
 };
 
 static const char *const op_names[T__COUNT] = {
     [T_CREATE] = "create", [T_GET] = "get", [T_GET_BY_KEY] = "get_by_key", [T_LIST] = "list",
     [T_CHANGE] = "change", [T_UNFINISHED] = "unfinished", [T_DUE] = "outbox_due",
     [T_SENT] = "outbox_sent", [T_RETRY] = "outbox_retry", [T_PENDING] = "outbox_pending",
+    [T_PRUNE] = "outbox_prune",
     [T_PING] = "ping"};
 
 static ps_histogram_t *hist[T__COUNT]; /* registered once, before the server's threads start */
@@ -69,6 +70,9 @@ static int t_outbox_retry(order_store_t *s, const char *id, const char *dest, in
 static int t_outbox_pending(order_store_t *s, int64_t *n) {
   TIMED(T_PENDING, INNER(s)->ops->outbox_pending(INNER(s), n));
 }
+static int t_outbox_prune(order_store_t *s, int64_t before, int64_t *n) {
+  TIMED(T_PRUNE, INNER(s)->ops->outbox_prune(INNER(s), before, n));
+}
 static int t_ping(order_store_t *s) { TIMED(T_PING, INNER(s)->ops->ping(INNER(s))); }
 
 static void t_close(order_store_t *s) {
@@ -87,6 +91,7 @@ static const order_store_ops_t timed_ops = {
     .outbox_sent = t_outbox_sent,
     .outbox_retry = t_outbox_retry,
     .outbox_pending = t_outbox_pending,
+    .outbox_prune = t_outbox_prune,
     .ping = t_ping,
     .close = t_close,
 };

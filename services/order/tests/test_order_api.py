@@ -791,3 +791,33 @@ def test_sigkill_under_load_leaves_every_order_consistent(user_svc, product_svc,
         if s.proc:
             s.stop()
         s.tmp.cleanup()
+
+
+@pytest.mark.skipif(not PAYMENT_BIN, reason="needs the real payment binary")
+def test_slow_real_payment_provider_late_capture_is_refunded(user_svc, product_svc, buyer, tmp):
+    """The real payment service with a provider slower than the order's deadline: the order
+    fails at once with its stock back, and the capture that lands later is refunded."""
+    pay = Service(PAYMENT_BIN, {"POLYSHOP_INTERNAL_TOKEN": SECRET, "PAYMENT_TEST_DELAY_MS": "2500",
+                                "PAYMENT_STORE": f"sqlite://{tmp}/payment-slow.db"},
+                  name="payment-slow", threads=2)
+    slow = RealPayments.__new__(RealPayments)
+    slow.svc, slow.base = pay, pay.base
+    s = Service(ORDER_BIN, order_env(user_svc, product_svc, slow), name="order-slowreal", threads=2)
+    try:
+        p = create_product(product_svc, stock=4)
+        r = place(s, buyer, [{"product_id": p["id"], "quantity": 1}])
+        assert_problem(r, 504, "upstream-timeout")
+        assert stock_of(product_svc, p["id"]) == 4
+        orders = s.call("GET", "/api/v1/orders?limit=100", token=buyer).json["items"]
+        o = [x for x in orders if x["items"][0]["product_id"] == p["id"]][0]
+        assert o["status"] == "failed"
+        assert wait_for(lambda: slow.charges(o["order_id"]), timeout=10)
+        assert wait_for(lambda: not slow.captured(o["order_id"]) and
+                        s.call("GET", "/api/v1/orders/" + o["order_id"], token=buyer)
+                        .json["payment_status"] == "refunded", timeout=20)
+        assert [x["status"] for x in slow.charges(o["order_id"])] == ["refunded"]
+    finally:
+        s.stop()
+        s.tmp.cleanup()
+        pay.stop()
+        pay.tmp.cleanup()

@@ -265,6 +265,15 @@ static void test_outbox(void **state) {
   found = 0;
   for (size_t i = 0; i < n; i++) found |= strcmp(ev[i].id, f.ev) == 0;
   assert_true(found);
+  /* Pruning removes sent rows older than the bound, never pending ones. */
+  int64_t pending_before, pending_after, pruned;
+  assert_int_equal(s->ops->outbox_pending(s, &pending_before), 0);
+  assert_int_equal(s->ops->outbox_prune(s, 2000001, &pruned), 0);
+  assert_int_equal(pruned, 0);
+  assert_int_equal(s->ops->outbox_prune(s, 2000002, &pruned), 0);
+  assert_true(pruned >= 1);
+  assert_int_equal(s->ops->outbox_pending(s, &pending_after), 0);
+  assert_int_equal(pending_before, pending_after);
   assert_int_equal(s->ops->ping(s), 0);
   ps_arena_reset(&a);
 }
