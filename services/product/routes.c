@@ -508,8 +508,12 @@ static void handle_reserve(ps_req_t *req) {
                        "items[%zu]: %s", fail.index, fail.why ? fail.why : "invalid");
       return;
     case PS_ECONFLICT:
-      ps_reply_problem(req, PS_PROBLEM_CONFLICT, "reservation_id",
-                       "reservation %s already exists with other items", rid);
+      if (fail.why)
+        ps_reply_problem(req, PS_PROBLEM_CONFLICT, "reservation_id", "reservation %s: %s", rid,
+                         fail.why);
+      else
+        ps_reply_problem(req, PS_PROBLEM_CONFLICT, "reservation_id",
+                         "reservation %s already exists with other items", rid);
       return;
     default:
       reply_store_error(req, rc);

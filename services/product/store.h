@@ -69,7 +69,9 @@ typedef struct {
   int (*product_count)(product_store_t *s, int64_t *n);
 
   /* Reservations. reserve takes every item or none; a reservation_id already used with the
-   * same items answers that reservation again (*existing = 1), with other items PS_ECONFLICT.
+   * same items answers that reservation again (*existing = 1) while it is held or committed;
+   * once released or expired, and with other items, it is PS_ECONFLICT (fail->why set in the
+   * first case).
    * *json is {reservation_id, status, expires_at, items[{product_id, variant, quantity,
    * price, currency}]}. */
   int (*reserve)(product_store_t *s, ps_arena_t *a, const char *reservation_id,

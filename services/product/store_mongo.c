@@ -1230,7 +1230,13 @@ static int mg_reserve(product_store_t *s, ps_arena_t *a, const char *rid,
     bson_t *old;
     if ((rc = find_by_id(M(s)->reservations, rid, &old))) return rc;
     const char *old_key = str_of(old, "items_key", NULL);
-    if (old_key && strcmp(old_key, key) == 0) {
+    const char *status = str_of(old, "status", NULL);
+    int live = status && (strcmp(status, "committed") == 0 || strcmp(status, "pending") == 0 ||
+                          (strcmp(status, "held") == 0 && int_of(old, "expires_at") > now));
+    if (old_key && strcmp(old_key, key) == 0 && !live) {
+      fail->why = "this reservation was released or has expired; reserve under a new id";
+      rc = PS_ECONFLICT;
+    } else if (old_key && strcmp(old_key, key) == 0) {
       *existing = 1;
       *json = reservation_json(a, old, now);
     } else {

@@ -900,10 +900,17 @@ static int sq_reserve(product_store_t *s, ps_arena_t *a, const char *reservation
   int rc = tx_begin(s);
   if (rc) return rc;
   char *status, *old_key;
-  rc = reservation_state(s, a, reservation_id, &status, &old_key, NULL);
+  int64_t expires_at;
+  rc = reservation_state(s, a, reservation_id, &status, &old_key, &expires_at);
   if (rc == 0) {
-    /* The same request again (a retry): answer what the first one did. */
+    /* The same request again (a retry): answer what the first one did, unless its units
+     * have gone back since (the caller must not go on as if they were held). */
     if (strcmp(old_key, key) != 0) {
+      rc = PS_ECONFLICT;
+      goto out;
+    }
+    if (!(strcmp(status, "committed") == 0 || (strcmp(status, "held") == 0 && expires_at > now))) {
+      fail->why = "this reservation was released or has expired; reserve under a new id";
       rc = PS_ECONFLICT;
       goto out;
     }

@@ -127,6 +127,12 @@ def test_reservation_id_makes_retries_idempotent(svc):
     assert product(svc, p["id"])["stock"] == 3
     r3 = reserve(svc, [{"product_id": p["id"], "quantity": 1}], reservation_id="order-42-" + p["id"][:8])
     assert_problem(r3, 409, "conflict", "reservation_id")
+    # Once released, a retry under the same id is refused rather than answered "held".
+    rid = r1.json["reservation_id"]
+    assert svc.call("POST", f"/internal/reservations/{rid}/release", headers=INTERNAL).status == 200
+    p4 = assert_problem(reserve(svc, items, reservation_id=rid), 409, "conflict", "reservation_id")
+    assert "released or has expired" in p4["detail"]
+    assert product(svc, p["id"])["stock"] == 5
 
 
 BAD = [
