@@ -583,3 +583,56 @@ def test_health_and_metrics(svc):
     assert b'polyshop_payment_provider_seconds_count{service="payment",provider="test",op="charge"}' in m.body
     assert_problem(svc.call("DELETE", "/api/v1/payments"), 405)
     assert_problem(svc.call("GET", "/api/v1/nothing"), 404)
+
+
+# --- bad input never makes a 5xx ------------------------------------------------------------
+
+def test_fuzz_never_5xx(svc, alice, admin):
+    """Seeded random mutations of good requests: any answer but a 5xx (or a crash: the
+    sanitizer build aborts on memory errors, and stop() checks the exit code)."""
+    import random
+    rnd = random.Random(8104)
+    good = {"order_id": "order-fuzz", "amount": 1999, "currency": "EUR",
+            "payment_method": {"card_number": "4242424242424242", "exp_month": 1, "exp_year": 2030, "cvc": "123"}}
+    weird = [None, True, False, 0, -1, 2**63, -2**63, 1e308, 1.5, "", "x" * 70000, "\u0000", "é" * 10,
+             [], [1, "a"], {}, {"$gt": 1}, {"a": {"b": {"c": [None]}}}, "4242424242424242", "EUR"]
+
+    def mutate(obj, depth=0):
+        if isinstance(obj, dict):
+            o = dict(obj)
+            for _ in range(rnd.randint(1, 3)):
+                op = rnd.random()
+                k = rnd.choice(list(o) or ["k"])
+                if op < 0.4:
+                    o[k] = rnd.choice(weird)
+                elif op < 0.6:
+                    o.pop(k, None)
+                elif op < 0.8 and isinstance(o.get(k), dict) and depth < 3:
+                    o[k] = mutate(o[k], depth + 1)
+                else:
+                    o[rnd.choice(["x", "$where", "user_id", "amount", ""])] = rnd.choice(weird)
+            return o
+        return rnd.choice(weird)
+
+    p = charge(svc, alice, amount=5000).json
+    targets = [("/api/v1/payments", alice), ("/internal/payments", admin),
+               (f"/api/v1/payments/{p['id']}/refunds", admin), ("/api/v1/webhooks/stripe", None)]
+    statuses = {}
+    for i in range(400):
+        path, tok = rnd.choice(targets)
+        kind = rnd.random()
+        headers = {"Idempotency-Key": rnd.choice([uuid.uuid4().hex, "fixed-fuzz-key", "x" * 300, "a b"])}
+        if path.endswith("stripe"):
+            headers["Stripe-Signature"] = rnd.choice(["", "t=1,v1=00", sign_webhook(b"{}"), "t=" + "9" * 40 + ",v1=" + "0" * 64])
+        if kind < 0.15:
+            raw = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 200)))
+            r = svc.call("POST", path, token=tok, headers={**headers, "Content-Type": "application/json"}, raw=raw)
+        elif kind < 0.25:
+            raw = json.dumps(good).encode()[: rnd.randint(0, 80)]
+            r = svc.call("POST", path, token=tok, headers={**headers, "Content-Type": "application/json"}, raw=raw)
+        else:
+            r = svc.call("POST", path, mutate(good), token=tok, headers=headers)
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+        assert r.status < 500, (i, path, r)
+    assert svc.call("GET", "/healthz").status == 200
+    assert statuses.get(400, 0) > 100, statuses
