@@ -189,14 +189,9 @@ int ledger_charge_finish(payment_store_t *s, ps_arena_t *a, const payment_t *pay
      * first settlement wins and the audit log records it once. */
     int already = rc == 0 && strcmp(cur.status, PAYMENT_PENDING) != 0 &&
                   strcmp(cur.status, PAYMENT_FAILED) != 0;
-    if (rc == 0 && !already) {
-      payment_t p = *pay;
-      p.updated_at = now;
-      rc = s->ops->payment_update(s, &p);
-      if (rc == 0 && p.captured > 0)
-        rc = ledger_audit_append(s, a, now, "charge", p.id, p.provider_ref, p.captured,
-                                 p.currency);
-    }
+    payment_t p = *pay;
+    p.updated_at = now;
+    if (rc == 0 && !already) rc = s->ops->payment_update(s, &p);
     if (rc == 0 && idem) {
       idem_t done = *idem;
       done.state = IDEM_DONE;
@@ -205,6 +200,9 @@ int ledger_charge_finish(payment_store_t *s, ps_arena_t *a, const payment_t *pay
       done.response_body = body;
       rc = s->ops->idem_update(s, &done);
     }
+    /* Last before the commit: the chain's lock is held from here to the end. */
+    if (rc == 0 && !already && p.captured > 0)
+      rc = ledger_audit_append(s, a, now, "charge", p.id, p.provider_ref, p.captured, p.currency);
     if (rc == 0) rc = s->ops->commit(s);
     else s->ops->rollback(s);
   }
@@ -309,8 +307,6 @@ int ledger_refund_finish(payment_store_t *s, ps_arena_t *a, payment_t *pay, refu
     p.updated_at = now;
     if ((rc = s->ops->refund_update(s, &r))) goto done;
     if ((rc = s->ops->payment_update(s, &p))) goto done;
-    if (ok && (rc = ledger_audit_append(s, a, now, "refund", p.id, r.id, r.amount, p.currency)))
-      goto done;
     if (idem && idem->key) {
       idem_t d = *idem;
       d.state = IDEM_DONE;
@@ -319,6 +315,9 @@ int ledger_refund_finish(payment_store_t *s, ps_arena_t *a, payment_t *pay, refu
       d.response_body = body;
       if ((rc = s->ops->idem_update(s, &d))) goto done;
     }
+    /* Last before the commit: the chain's lock is held from here to the end. */
+    if (ok && (rc = ledger_audit_append(s, a, now, "refund", p.id, r.id, r.amount, p.currency)))
+      goto done;
     *pay = p;
     *refund = r;
   done:
