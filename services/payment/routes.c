@@ -403,15 +403,15 @@ static void handle_internal_create(ps_req_t *req) {
 
 /* --- reading ---------------------------------------------------------------------------- */
 
-/* Loads a payment the caller may see (its owner, an admin or the order service); another
- * user's payment is answered 404, as if it did not exist. */
-static int visible_payment_or_reply(ps_req_t *req, int internal_ok, payment_t *p) {
+/* Loads a payment the caller may see (its owner or an admin); another user's payment is
+ * answered 404, as if it did not exist. */
+static int visible_payment_or_reply(ps_req_t *req, payment_t *p) {
   const char *id = ps_req_param(req, "id");
   unsigned long long t0 = ps_now_ns();
   int rc = id && strlen(id) <= 64 ? STORE(req)->ops->payment_get(STORE(req), &req->arena, id, 0, p)
                                   : PS_ENOTFOUND;
   took(req, M_PAYMENT_GET, t0);
-  if (rc == 0 && !internal_ok && !is_admin(req) && strcmp(p->user_id, req->claims.sub) != 0)
+  if (rc == 0 && !is_admin(req) && strcmp(p->user_id, req->claims.sub) != 0)
     rc = PS_ENOTFOUND;
   if (rc == PS_ENOTFOUND) {
     ps_reply_problem(req, PS_PROBLEM_NOT_FOUND, NULL, "no payment with this id");
@@ -436,7 +436,7 @@ static json_t *payment_detail_json(ps_req_t *req, const payment_t *p, int *err) 
 static void handle_get(ps_req_t *req) {
   payment_t p;
   int rc;
-  if (ps_auth_user_or_reply(req) || visible_payment_or_reply(req, 0, &p)) return;
+  if (ps_auth_user_or_reply(req) || visible_payment_or_reply(req, &p)) return;
   json_t *v = payment_detail_json(req, &p, &rc);
   if (!v) {
     ps_reply_error(req, rc, "the payment store failed");
