@@ -36,8 +36,18 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS products_name ON products(name, id);"
     "CREATE INDEX IF NOT EXISTS products_newest ON products(created_ms, id);"
     "CREATE INDEX IF NOT EXISTS products_popularity ON products(popularity, id);"
-    "CREATE INDEX IF NOT EXISTS products_brand ON products(brand, price);"
-    "CREATE INDEX IF NOT EXISTS products_category ON products(category, created_ms);"
+    "DROP INDEX IF EXISTS products_brand;"
+    "CREATE INDEX IF NOT EXISTS products_brand_newest ON products(brand, created_ms, id);"
+    "CREATE INDEX IF NOT EXISTS products_brand_price ON products(brand, price, id);"
+    "CREATE INDEX IF NOT EXISTS products_brand_name ON products(brand, name, id);"
+    "CREATE INDEX IF NOT EXISTS products_brand_popularity ON products(brand, popularity, id);"
+    /* One ordered index per sort within a category: a category page is a merge of short
+     * index scans, one per category of the subtree (see sq_product_list). */
+    "DROP INDEX IF EXISTS products_category;"
+    "CREATE INDEX IF NOT EXISTS products_cat_newest ON products(category, created_ms, id);"
+    "CREATE INDEX IF NOT EXISTS products_cat_price ON products(category, price, id);"
+    "CREATE INDEX IF NOT EXISTS products_cat_name ON products(category, name, id);"
+    "CREATE INDEX IF NOT EXISTS products_cat_popularity ON products(category, popularity, id);"
     /* Product and variant SKUs in one key space: a SKU names exactly one sellable thing. */
     "CREATE TABLE IF NOT EXISTS skus (sku TEXT PRIMARY KEY, product_id TEXT NOT NULL)"
     " WITHOUT ROWID;"
@@ -85,7 +95,7 @@ static const char schema[] =
 
 enum {
   Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PING,
-  Q_CAT_EXISTS, Q_CAT_PUT, Q_CAT_ALL, Q_CAT_ANCESTOR,
+  Q_CAT_EXISTS, Q_CAT_PUT, Q_CAT_ALL, Q_CAT_ANCESTOR, Q_CAT_SUBTREE,
   Q_GET, Q_EXISTS, Q_COUNT, Q_HAS_VARIANTS,
   Q_SKU_ADD, Q_SKU_DEL_PRODUCT, Q_SKU_DEL,
   Q_INSERT, Q_VARIANT_ADD, Q_VARIANTS_DEL, Q_STOCK_SUM, Q_DELETE,
@@ -105,6 +115,9 @@ static const char *const sql[Q__COUNT] = {
     [Q_CAT_PUT] = "INSERT INTO categories(slug, name, parent) VALUES(?, ?, ?)"
                   " ON CONFLICT(slug) DO UPDATE SET name = excluded.name, parent = excluded.parent",
     [Q_CAT_ALL] = "SELECT slug, name, parent FROM categories ORDER BY name, slug",
+    [Q_CAT_SUBTREE] = "WITH RECURSIVE sub(slug) AS (SELECT ?1 UNION SELECT c.slug FROM"
+                      " categories c JOIN sub ON c.parent = sub.slug) SELECT slug FROM sub"
+                      " LIMIT 65",
     [Q_CAT_ANCESTOR] = "WITH RECURSIVE up(slug) AS (SELECT ?1 UNION SELECT c.parent FROM"
                        " categories c JOIN up ON c.slug = up.slug WHERE c.parent IS NOT NULL)"
                        " SELECT 1 FROM up WHERE slug = ?2",
@@ -615,29 +628,27 @@ static void bind_attr_value(sqlite3_stmt *st, int i, const char *v) {
   }
 }
 
+enum { LIST_MERGE_MAX = 64 }; /* categories in a subtree merged branch by branch */
+
 static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_query_t *q,
                            product_row_t **rows, size_t *nrows) {
-  sqlbuf_t b = {a, NULL, 0, 0};
   const char *col = sort_column(q->sort);
   int desc = sort_desc(q->sort);
-  /* The page's ids are chosen first and only they are turned into documents: with the
-   * documents inside, a sort that cannot use an index would build one for every match. */
-  sb_add(&b, "SELECT " DOC_SQL ", p.id, ");
-  sb_add(&b, col);
-  sb_add(&b, " FROM (SELECT p.id AS pid FROM products p WHERE 1");
-  if (q->q) sb_add(&b, " AND (p.name LIKE :q ESCAPE '\\' OR p.brand LIKE :q ESCAPE '\\')");
-  if (q->category)
-    sb_add(&b, " AND p.category IN (WITH RECURSIVE sub(slug) AS (SELECT :cat UNION"
-               " SELECT c.slug FROM categories c JOIN sub ON c.parent = sub.slug)"
-               " SELECT slug FROM sub)");
-  if (q->brand) sb_add(&b, " AND p.brand = :brand");
-  if (q->price_min >= 0) sb_add(&b, " AND p.price >= :pmin");
-  if (q->price_max >= 0) sb_add(&b, " AND p.price <= :pmax");
-  if (q->in_stock) sb_add(&b, " AND p.stock > 0");
+  const char *dir = desc ? "DESC" : "ASC";
+
+  /* Every filter but the category, then the cursor: the same text in each branch below
+   * (named parameters bind every occurrence at once). */
+  sqlbuf_t f = {a, NULL, 0, 0};
+  sb_add(&f, "");
+  if (q->q) sb_add(&f, " AND (p.name LIKE :q ESCAPE '\\' OR p.brand LIKE :q ESCAPE '\\')");
+  if (q->brand) sb_add(&f, " AND p.brand = :brand");
+  if (q->price_min >= 0) sb_add(&f, " AND p.price >= :pmin");
+  if (q->price_max >= 0) sb_add(&f, " AND p.price <= :pmax");
+  if (q->in_stock) sb_add(&f, " AND p.stock > 0");
   for (int i = 0; i < q->nattrs; i++) {
     /* The name is checked to be [A-Za-z0-9_]{1,64}, so it can sit inside the path literal;
-     * the value is always a bound parameter. json_each covers scalars and arrays (a food's
-     * ingredients); variants carry their own attributes (a shirt's sizes). */
+     * the value is always a bound parameter. json_each covers lists (a food's ingredients);
+     * variants carry their own attributes (a shirt's sizes). */
     char *part = ps_arena_sprintf(
         a,
         " AND (json_extract(p.attributes, '$.%s') IN (:a%dt, :a%dn)"
@@ -647,21 +658,71 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
         " AND json_extract(v.attributes, '$.%s') IN (:a%dt, :a%dn)))",
         q->attrs[i].name, i, i, q->attrs[i].name, q->attrs[i].name, i, i, q->attrs[i].name, i,
         i);
-    sb_add(&b, part);
+    sb_add(&f, part);
   }
   if (q->has_cursor)
-    sb_add(&b, ps_arena_sprintf(a, " AND (%s, p.id) %s (:ck, :cid)", col, desc ? "<" : ">"));
-  const char *dir = desc ? "DESC" : "ASC";
+    sb_add(&f, ps_arena_sprintf(a, " AND (%s, p.id) %s (:ck, :cid)", col, desc ? "<" : ">"));
+  const char *order = ps_arena_sprintf(a, " ORDER BY %s %s, p.id %s LIMIT :limit", col, dir, dir);
+
+  /* The categories of the subtree, when the listing is of one. */
+  char **slugs = NULL;
+  int nslugs = 0, rc;
+  if (q->category) {
+    sqlite3_stmt *cs = stmt(s, Q_CAT_SUBTREE);
+    bind_text(cs, 1, q->category);
+    slugs = ps_arena_alloc(a, (LIST_MERGE_MAX + 1) * sizeof(char *));
+    while ((rc = step_row(s, cs)) == 1 && nslugs <= LIST_MERGE_MAX)
+      slugs[nslugs++] = ps_sqlite_text(a, cs, 0);
+    sqlite3_reset(cs);
+    if (rc < 0) return rc;
+  }
+
+  /* The page's ids are chosen first and only they are turned into documents: with the
+   * documents inside, a sort that cannot use an index would build one for every match. */
+  sqlbuf_t b = {a, NULL, 0, 0};
+  sb_add(&b, "SELECT " DOC_SQL ", p.id, ");
+  sb_add(&b, col);
+  sb_add(&b, " FROM (");
+  if (q->category && nslugs <= LIST_MERGE_MAX) {
+    /* One short ordered index scan per category (index (category, sort key, id)), merged:
+     * the cost follows the page size, not the size of the category. */
+    sb_add(&b, "SELECT pid FROM (");
+    for (int i = 0; i < nslugs; i++) {
+      if (i) sb_add(&b, " UNION ALL ");
+      sb_add(&b, ps_arena_sprintf(a,
+                                  "SELECT * FROM (SELECT p.id AS pid, %s AS k FROM products p"
+                                  " WHERE p.category = :c%d",
+                                  col, i));
+      sb_add(&b, f.buf);
+      sb_add(&b, order);
+      sb_add(&b, ")");
+    }
+    sb_add(&b, ps_arena_sprintf(a, ") ORDER BY k%s %s, pid %s LIMIT :limit",
+                                q->sort == SORT_NAME ? " COLLATE NOCASE" : "", dir, dir));
+  } else {
+    sb_add(&b, "SELECT p.id AS pid FROM products p WHERE 1");
+    if (q->category)
+      sb_add(&b, " AND p.category IN (WITH RECURSIVE sub(slug) AS (SELECT :cat UNION"
+                 " SELECT c.slug FROM categories c JOIN sub ON c.parent = sub.slug)"
+                 " SELECT slug FROM sub)");
+    sb_add(&b, f.buf);
+    sb_add(&b, order);
+  }
   sb_add(&b, ps_arena_sprintf(a,
-                              " ORDER BY %s %s, p.id %s LIMIT :limit) page"
-                              " JOIN products p ON p.id = page.pid ORDER BY %s %s, p.id %s",
-                              col, dir, dir, col, dir, dir));
+                              ") page JOIN products p ON p.id = page.pid ORDER BY %s %s, p.id %s",
+                              col, dir, dir));
 
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(S(s)->db, b.buf, -1, &st, NULL) != SQLITE_OK)
     return log_err(s, sqlite3_errcode(S(s)->db), "preparing a listing");
   if (q->q) bind_text(st, sqlite3_bind_parameter_index(st, ":q"), like_pattern(a, q->q));
-  if (q->category) bind_text(st, sqlite3_bind_parameter_index(st, ":cat"), q->category);
+  if (q->category && nslugs > LIST_MERGE_MAX)
+    bind_text(st, sqlite3_bind_parameter_index(st, ":cat"), q->category);
+  for (int i = 0; q->category && i < nslugs && nslugs <= LIST_MERGE_MAX; i++) {
+    char name[16];
+    snprintf(name, sizeof(name), ":c%d", i);
+    bind_text(st, sqlite3_bind_parameter_index(st, name), slugs[i]);
+  }
   if (q->brand) bind_text(st, sqlite3_bind_parameter_index(st, ":brand"), q->brand);
   if (q->price_min >= 0)
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":pmin"), q->price_min);
@@ -684,7 +745,6 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
 
   size_t cap = (size_t)q->limit + 1, n = 0;
   product_row_t *out = ps_arena_alloc(a, cap * sizeof(*out));
-  int rc;
   while ((rc = step_row(s, st)) == 1 && n < cap) {
     out[n].json = ps_sqlite_text(a, st, 0);
     out[n].id = ps_sqlite_text(a, st, 1);
