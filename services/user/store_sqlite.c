@@ -199,8 +199,8 @@ static int s_refresh_use(user_store_t *s, ps_arena_t *a, const char *hash, int64
   int rc = exec_done(st);
   if (rc) return rc;
   int won = changes(s) == 1;
-  int used;
-  int64_t expires_at;
+  int used = 0;
+  int64_t expires_at = 0;
   rc = refresh_row(s, a, hash, family, user_id, &used, &expires_at);
   if (rc) return rc;
   if (won) return 0;
@@ -209,8 +209,8 @@ static int s_refresh_use(user_store_t *s, ps_arena_t *a, const char *hash, int64
 
 static int s_refresh_family(user_store_t *s, ps_arena_t *a, const char *hash,
                             const char **family, const char **user_id) {
-  int used;
-  int64_t expires_at;
+  int used = 0;
+  int64_t expires_at = 0;
   return refresh_row(s, a, hash, family, user_id, &used, &expires_at);
 }
 
