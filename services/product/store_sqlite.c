@@ -57,6 +57,14 @@ static const char schema[] =
     " position INTEGER NOT NULL, sku TEXT NOT NULL UNIQUE, attributes TEXT NOT NULL,"
     " stock INTEGER NOT NULL CHECK (stock >= 0), price INTEGER CHECK (price >= 0),"
     " PRIMARY KEY (product_id, position));"
+    /* Every attribute value of a product, its lists' elements and its variants' attributes,
+     * one row each: attr.NAME=VALUE filters become an index lookup instead of parsing every
+     * product's JSON. Kept in step by attrs_fill() in each write's transaction. */
+    "CREATE TABLE IF NOT EXISTS product_attrs ("
+    " name TEXT NOT NULL, value NOT NULL,"
+    " product_id TEXT NOT NULL REFERENCES products(id) ON DELETE CASCADE,"
+    " PRIMARY KEY (name, value, product_id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS product_attrs_product ON product_attrs(product_id);"
     "CREATE TABLE IF NOT EXISTS reservations ("
     " id TEXT PRIMARY KEY, status TEXT NOT NULL, items_key TEXT NOT NULL,"
     " created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
@@ -84,6 +92,18 @@ static const char schema[] =
   "'images',json(p.images),'popularity',p.popularity,'created_at',p.created_ms / 1000,"       \
   "'updated_at',p.updated_at)"
 
+/* The product_attrs rows of the products p for which cond holds. */
+#define ATTRS_FILL_SQL(cond)                                                                  \
+  "INSERT OR IGNORE INTO product_attrs(name, value, product_id)"                              \
+  " SELECT j.key, CASE WHEN j.type = 'array' THEN e.value ELSE j.value END, p.id"             \
+  " FROM products p JOIN json_each(p.attributes) j"                                           \
+  " LEFT JOIN json_each(CASE WHEN j.type = 'array' THEN j.value ELSE '[]' END) e"             \
+  " WHERE " cond " AND j.type NOT IN ('object', 'null')"                                      \
+  " AND (j.type != 'array' OR e.type NOT IN ('object', 'array', 'null'))"                     \
+  " UNION ALL SELECT j.key, j.value, p.id FROM products p JOIN variants v"                    \
+  " ON v.product_id = p.id JOIN json_each(v.attributes) j"                                    \
+  " WHERE " cond " AND j.type NOT IN ('object', 'array', 'null')"
+
 #define RESERVATION_SQL                                                                       \
   "SELECT json_object('reservation_id',r.id,'status',"                                        \
   " CASE WHEN r.status = 'held' AND r.expires_at <= ?2 THEN 'expired' ELSE r.status END,"     \
@@ -98,7 +118,7 @@ enum {
   Q_CAT_EXISTS, Q_CAT_PUT, Q_CAT_ALL, Q_CAT_ANCESTOR, Q_CAT_SUBTREE,
   Q_GET, Q_EXISTS, Q_COUNT, Q_HAS_VARIANTS,
   Q_SKU_ADD, Q_SKU_DEL_PRODUCT, Q_SKU_DEL,
-  Q_INSERT, Q_VARIANT_ADD, Q_VARIANTS_DEL, Q_STOCK_SUM, Q_DELETE,
+  Q_INSERT, Q_VARIANT_ADD, Q_VARIANTS_DEL, Q_STOCK_SUM, Q_DELETE, Q_ATTRS_DEL, Q_ATTRS_FILL, Q_ATTR_COUNT,
   Q_OUTBOX_DOC, Q_OUTBOX_RAW, Q_OUTBOX_READ,
   Q_ITEM_PRODUCT, Q_TAKE_PRODUCT, Q_TAKE_VARIANT, Q_VARIANT_INFO, Q_PRODUCT_STOCK,
   Q_RES_GET, Q_RES_INSERT, Q_RES_ITEM, Q_RES_DOC, Q_RES_ITEMS, Q_RES_STATUS,
@@ -137,6 +157,9 @@ static const char *const sql[Q__COUNT] = {
     [Q_STOCK_SUM] = "UPDATE products SET stock = (SELECT coalesce(sum(stock), 0) FROM variants"
                     " WHERE product_id = ?1) WHERE id = ?1",
     [Q_DELETE] = "DELETE FROM products WHERE id = ?",
+    [Q_ATTRS_DEL] = "DELETE FROM product_attrs WHERE product_id = ?",
+    [Q_ATTRS_FILL] = ATTRS_FILL_SQL("p.id = ?1"),
+    [Q_ATTR_COUNT] = "SELECT count(*) FROM product_attrs WHERE name = ?1 AND value IN (?2, ?3)",
     [Q_OUTBOX_DOC] = "INSERT INTO outbox(type, product_id, payload, created_at)"
                      " SELECT ?1, p.id, " DOC_SQL ", ?3 FROM products p WHERE p.id = ?2",
     [Q_OUTBOX_RAW] = "INSERT INTO outbox(type, product_id, payload, created_at)"
@@ -404,6 +427,17 @@ static int put_variants(product_store_t *s, const char *id, const product_in_t *
   return 0;
 }
 
+/* Rewrites the product_attrs rows of product id from its attributes and variants. */
+static int attrs_fill(product_store_t *s, const char *id) {
+  sqlite3_stmt *st = stmt(s, Q_ATTRS_DEL);
+  bind_text(st, 1, id);
+  int rc = exec_done(s, st);
+  if (rc) return rc;
+  st = stmt(s, Q_ATTRS_FILL);
+  bind_text(st, 1, id);
+  return exec_done(s, st);
+}
+
 /* Inserts one product inside the caller's transaction. */
 static int create_in_tx(product_store_t *s, const char *id, const product_in_t *in, int64_t now) {
   int rc;
@@ -426,6 +460,7 @@ static int create_in_tx(product_store_t *s, const char *id, const product_in_t *
   sqlite3_bind_int64(st, 15, now);
   if ((rc = exec_done(s, st))) return rc;
   if (in->nvariants && (rc = put_variants(s, id, in))) return rc;
+  if ((rc = attrs_fill(s, id))) return rc;
   return outbox_doc(s, "product.created", id, now);
 }
 
@@ -520,6 +555,7 @@ static int sq_product_update(product_store_t *s, ps_arena_t *a, const char *id,
   sqlite3_finalize(up);
   if (rc) goto out;
   if ((in->fields & PF_VARIANTS) && (rc = put_variants(s, id, in))) goto out;
+  if ((in->fields & (PF_ATTRIBUTES | PF_VARIANTS)) && (rc = attrs_fill(s, id))) goto out;
   if ((rc = outbox_doc(s, "product.updated", id, now))) goto out;
   if ((in->fields & (PF_STOCK | PF_VARIANTS)) &&
       (rc = outbox_doc(s, "product.stock_changed", id, now)))
@@ -630,6 +666,17 @@ static void bind_attr_value(sqlite3_stmt *st, int i, const char *v) {
 
 enum { LIST_MERGE_MAX = 64 }; /* categories in a subtree merged branch by branch */
 
+/* How many products an attribute filter matches (an index range count), or a PS_E* code. */
+static int64_t attr_matches(product_store_t *s, const attr_filter_t *f) {
+  sqlite3_stmt *st = stmt(s, Q_ATTR_COUNT);
+  bind_text(st, 1, f->name);
+  bind_attr_value(st, 2, f->value);
+  int rc = step_row(s, st);
+  int64_t n = rc == 1 ? sqlite3_column_int64(st, 0) : rc;
+  sqlite3_reset(st);
+  return n;
+}
+
 static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_query_t *q,
                            product_row_t **rows, size_t *nrows) {
   const char *col = sort_column(q->sort);
@@ -645,19 +692,28 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
   if (q->price_min >= 0) sb_add(&f, " AND p.price >= :pmin");
   if (q->price_max >= 0) sb_add(&f, " AND p.price <= :pmax");
   if (q->in_stock) sb_add(&f, " AND p.stock > 0");
+  /* Attribute filters: the rarest value drives the query from product_attrs (its cost is
+   * bounded by its matches; walking a sort index instead can scan the whole table when the
+   * matches sort last); the others are checked per candidate with a primary-key lookup.
+   * Names are checked to be [A-Za-z0-9_]{1,64}, so they can sit inside the literal; values
+   * are always bound parameters. product_attrs holds list elements (a food's ingredients)
+   * and variants' attributes (a shirt's sizes) too. */
+  int driver = -1;
+  int64_t fewest = 0;
   for (int i = 0; i < q->nattrs; i++) {
-    /* The name is checked to be [A-Za-z0-9_]{1,64}, so it can sit inside the path literal;
-     * the value is always a bound parameter. json_each covers lists (a food's ingredients);
-     * variants carry their own attributes (a shirt's sizes). */
+    int64_t matches = attr_matches(s, &q->attrs[i]);
+    if (matches < 0) return (int)matches;
+    if (driver < 0 || matches < fewest) driver = i, fewest = matches;
+  }
+  for (int i = 0; i < q->nattrs; i++) {
     char *part = ps_arena_sprintf(
         a,
-        " AND (json_extract(p.attributes, '$.%s') IN (:a%dt, :a%dn)"
-        " OR (json_type(p.attributes, '$.%s') = 'array' AND EXISTS (SELECT 1 FROM"
-        " json_each(p.attributes, '$.%s') j WHERE j.value IN (:a%dt, :a%dn)))"
-        " OR EXISTS (SELECT 1 FROM variants v WHERE v.product_id = p.id"
-        " AND json_extract(v.attributes, '$.%s') IN (:a%dt, :a%dn)))",
-        q->attrs[i].name, i, i, q->attrs[i].name, q->attrs[i].name, i, i, q->attrs[i].name, i,
-        i);
+        i == driver
+            ? " AND p.id IN (SELECT product_id FROM product_attrs WHERE"
+              " name = '%s' AND value IN (:a%dt, :a%dn))"
+            : " AND EXISTS (SELECT 1 FROM product_attrs x WHERE x.name = '%s' AND"
+              " x.value IN (:a%dt, :a%dn) AND x.product_id = p.id)",
+        q->attrs[i].name, i, i);
     sb_add(&f, part);
   }
   if (q->has_cursor)
@@ -1116,7 +1172,19 @@ static const product_store_ops_t sqlite_ops = {
 int product_sqlite_migrate(const char *path) {
   sqlite3 *db;
   int rc = ps_sqlite_open(path, schema, &db);
-  if (rc == 0) sqlite3_close_v2(db);
+  if (rc) return rc;
+  /* A store made before product_attrs existed gets its rows once. */
+  char *err = NULL;
+  if (sqlite3_exec(db,
+                   "BEGIN IMMEDIATE;"
+                   ATTRS_FILL_SQL("NOT EXISTS (SELECT 1 FROM product_attrs LIMIT 1)") ";"
+                   "COMMIT;",
+                   NULL, NULL, &err) != SQLITE_OK) {
+    ps_log_error("sqlite: filling product_attrs: %s", err ? err : "?");
+    sqlite3_free(err);
+    rc = PS_ESTORE;
+  }
+  sqlite3_close_v2(db);
   return rc;
 }
 

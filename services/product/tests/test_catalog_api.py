@@ -307,6 +307,10 @@ def test_create_get_update_delete(svc):
                  token=ADMIN)
     assert r.status == 200, r
     assert r.json["stock"] == 9 and len(r.json["variants"]) == 2
+    # Attribute filters follow updates (attributes and variants' attributes).
+    found = lambda params: [x["id"] for x in fetch_all(svc, params)]
+    assert p["id"] in found({"attr.cpu": "T2", "attr.colour": "red"})
+    assert p["id"] not in found({"attr.cpu": body["attributes"]["cpu"]})
     assert r.json["variants"][1]["price"] == 1500 and "price" not in r.json["variants"][0]
     # The product's stock now belongs to its variants.
     assert_problem(svc.call("PATCH", "/api/v1/products/" + p["id"], {"stock": 1}, token=ADMIN),
