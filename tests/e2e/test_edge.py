@@ -312,3 +312,84 @@ def test_second_start_reuses_the_secrets(shop, workdir):
         if again.proc.poll() is None:
             again.proc.kill()
             again.proc.wait()
+
+
+# --- the launcher on its own (no real service needed) ------------------------------------
+
+def run_launcher(args, env=None, timeout=20):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([RUN_BIN] + args, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, env=e)
+
+
+def test_bad_services_table_is_refused(workdir):
+    tsv = os.path.join(workdir, "bad.tsv")
+    with open(tsv, "w") as f:
+        f.write("user\t8101\t/users/\n")
+    r = run_launcher(["--root", SOURCE, "--services", tsv, "--data", os.path.join(workdir, "bad"),
+                      "--write-edge-config"])
+    assert r.returncode == 1
+    assert "bad prefix '/users/'" in r.stderr, r.stderr
+
+
+def test_edge_config_renders_every_prefix(workdir):
+    data = os.path.join(workdir, "render")
+    r = run_launcher(["--root", SOURCE, "--data", data, "--write-edge-config"])
+    assert r.returncode == 0, r.stderr
+    conf = open(os.path.join(data, "edge", "nginx.conf")).read()
+    assert "@@" not in conf
+    for line in open(os.path.join(SOURCE, "deploy", "services.tsv")):
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, port, prefixes = line.rstrip("\n").split("\t")
+        assert f"server 127.0.0.1:{port} " in conf
+        for p in prefixes.split(","):
+            assert f"location /api/v1{p}/ {{ proxy_pass http://polyshop_{name}; }}" in conf
+    # nginx itself accepts it.
+    t = subprocess.run(["/usr/sbin/nginx", "-t", "-q", "-p", os.path.join(data, "edge") + "/",
+                        "-e", os.path.join(data, "edge", "error.log"), "-c",
+                        os.path.join(data, "edge", "nginx.conf")], capture_output=True, text=True)
+    assert t.returncode == 0, t.stderr
+
+
+def test_edge_port_in_use_is_refused(workdir):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run_launcher(["--root", SOURCE, "--bin-dir", os.path.join(workdir, "nobin"),
+                          "--data", os.path.join(workdir, "busy"), "--edge-port", str(port)])
+    assert r.returncode == 1
+    assert f"edge port {port} is already in use" in r.stderr, r.stderr
+
+
+def test_crash_loop_backs_off_exponentially(workdir):
+    bindir = os.path.join(workdir, "crashbin")
+    os.makedirs(bindir)
+    fake = os.path.join(bindir, "polyshop-user")
+    with open(fake, "w") as f:
+        f.write("#!/bin/sh\nexit 3\n")
+    os.chmod(fake, 0o755)
+    data = os.path.join(workdir, "crash")
+    os.makedirs(data)
+    launcher = Launcher.__new__(Launcher)  # the class above, without its standard arguments
+    launcher.data_dir = data
+    launcher.out_path = os.path.join(workdir, "crash.out")
+    launcher.err_path = os.path.join(workdir, "crash.err")
+    with open(launcher.out_path, "wb") as out, open(launcher.err_path, "wb") as err:
+        launcher.proc = subprocess.Popen(
+            [RUN_BIN, "--root", SOURCE, "--bin-dir", bindir, "--data", data, "--no-edge",
+             "--only", "user", "--port-offset", str(free_offset(tsv_ports()))],
+            stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    try:
+        launcher.wait_event(lambda e: e["event"] == "crashed" and e["restart_in_s"] >= 1.0, 20,
+                            "a third crash")
+        delays = [e["restart_in_s"] for e in launcher.events() if e["event"] == "crashed"]
+        assert delays[:3] == [0.25, 0.5, 1.0], delays
+        assert all(e["exit_code"] == 3 for e in launcher.events() if e["event"] == "crashed")
+        assert launcher.stop() == 0, launcher.logs()
+    finally:
+        if launcher.proc.poll() is None:
+            launcher.proc.kill()
+            launcher.proc.wait()
