@@ -8,6 +8,7 @@ import time
 import pytest
 
 from polyshop_api import Service, assert_problem, make_token, request
+from product_testlib import drop_mongo_database
 
 BIN = os.environ["POLYSHOP_PRODUCT_BIN"]
 STORE_URL = os.environ.get("PRODUCT_TEST_STORE_URL")
@@ -28,6 +29,8 @@ def svc():
     yield s
     s.stop()
     s.tmp.cleanup()
+    if STORE_URL:
+        drop_mongo_database(STORE_URL)
 
 
 def create(svc, stock=10, variants=None, price=500):
