@@ -109,6 +109,10 @@ class Service:
             except OSError:
                 pass
             time.sleep(0.05)
+        self.proc.kill()  # never leave an orphan behind a failed start
+        self.proc.wait()
+        self.proc = None
+        self.log.close()
         raise AssertionError("service did not become healthy:\n" + self.logs())
 
     def logs(self):
