@@ -12,6 +12,9 @@
 #       records p50/p99/p99.9/max, errors and the rate really sent. With P99_TARGET_MS the
 #       p99 must stay under it with no error (a verdict in the report; a miss counts for
 #       BENCH_STRICT).
+#       OPENLOOP_CPU=(LABEL=KEY...) also records the CPU time each instance KEY (of
+#       bench_spawn; "postgres" for the run's PostgreSQL with its backends) spends per
+#       request, and the load generator's.
 #   bench_ratio_target ID RATIO REFERENCE
 #       ID's requests/s (wrk, median of the per-round ratios) must reach RATIO of those of
 #       the scenario REFERENCE run in the same rounds (bench_target compares with nginx).
@@ -32,6 +35,9 @@ OPENLOOP_PY=$ROOT/bench/scenarios/openloop.py
 VEGETA=
 BENCH_REPORTS+=(openloop_report)
 declare -A RATIO_TARGET=()
+declare -A SERVICE_PID=()
+OPENLOOP_CPU=()
+PG_PID=
 
 bench_spawn() {
   local key=$1 name=$2; shift 2
@@ -52,6 +58,7 @@ bench_spawn() {
     return 1
   fi
   SERVICE_PORT[$key]=$port
+  SERVICE_PID[$key]=$pid
   log "$key: $name service on :$port (pid $pid)"
 }
 
@@ -76,15 +83,44 @@ bench_ratio_target() { RATIO_TARGET[$1]="$2 $3"; }
 
 bench_note() { printf -- '- %s\n' "$*" >>"$TMP/notes.md"; }
 
+# cpu_pids KEY: the processes whose CPU time counts for instance KEY.
+cpu_pids() {
+  if [[ $1 == postgres ]]; then
+    [[ -n $PG_PID ]] && { echo "$PG_PID"; pgrep -P "$PG_PID"; }
+  else
+    echo "${SERVICE_PID[$1]:-}"
+  fi
+}
+
+# children_seconds FILE: user + system CPU seconds of the shell's finished children, from
+# the output of `times` (which must run in the shell itself, not in a $(...) subshell).
+children_seconds() {
+  tail -n1 "$1" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] } printf "%.3f", s }'
+}
+
 bench_openloop() {
   local id=$1 desc=$2 rate=$3 targets=$4 p99_ms=${5:-}
   bench_need_vegeta
   log "$id: open loop, $rate req/s for ${OPENLOOP_DURATION}s (vegeta)"
-  local bin=$TMP/$id.bin json
+  local bin=$TMP/$id.bin json spec cpu="{" c0 c1
+  local -A pids_of=() t0=()
+  for spec in "${OPENLOOP_CPU[@]}"; do
+    pids_of[$spec]=$(cpu_pids "${spec#*=}" | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    t0[$spec]=$(cpu_ticks ${pids_of[$spec]})
+  done
+  times >"$TMP/times.0"
   "$VEGETA" attack -format=json -targets="$targets" -rate="$rate/1s" \
     -duration="${OPENLOOP_DURATION}s" -timeout=10s -max-body=400 -name="$id" >"$bin" ||
     die "$id: vegeta failed"
-  json=$("$VEGETA" encode --to csv <"$bin" | /usr/bin/python3 "$OPENLOOP_PY" stats "$rate") ||
+  times >"$TMP/times.1"
+  c0=$(children_seconds "$TMP/times.0") c1=$(children_seconds "$TMP/times.1")
+  for spec in "${OPENLOOP_CPU[@]}"; do
+    # shellcheck disable=SC2086
+    cpu+="\"${spec%%=*}\": $(( ($(cpu_ticks ${pids_of[$spec]}) - t0[$spec]) * 1000000 / CLK_TCK )), "
+  done
+  cpu+="\"loadgen\": $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%d", (b - a) * 1000000 }')}"
+  json=$("$VEGETA" encode --to csv <"$bin" | /usr/bin/python3 "$OPENLOOP_PY" stats "$rate" "$cpu") ||
     die "$id: no statistics from vegeta's results"
   rm -f "$bin"
   printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$rate" "${p99_ms:--}" "$desc" "$json" >>"$TMP/openloop.tsv"

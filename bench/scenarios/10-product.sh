@@ -83,6 +83,7 @@ need_bare() {
   BARE_PORT=$(free_port)
   "$bin" "$TMP/product_sqlite.db" "$BARE_PORT" >>"$TMP/bare_product.log" 2>&1 &
   PIDS+=($!)
+  SERVICE_PID[bare]=$!
   local first
   first=$(head -n1 "$TMP/product_sqlite.ids")
   wait_http "http://127.0.0.1:$BARE_PORT/api/v1/products/$first" 10 ||
@@ -94,14 +95,12 @@ need_bare() {
   log "bare_product on :$BARE_PORT"
 }
 
-# A private FerretDB for the run (data in $TMP), and a product service on it. FerretDB takes
-# minutes to take in the demo catalog, so its database files are kept in $BUILD/bench/ once
-# loaded (a consistent copy), under a name that changes with the Mongo adapter, the demo
-# generator and the size; each run starts from a copy, so runs never share files.
+# A private FerretDB for the run (data in $TMP: nothing shared with other work), and a
+# product service on it that loads the demo catalog into it.
 need_product_mongo() {
   [[ -z $MONGO_PRODUCT ]] || return 0
   MONGO_PRODUCT=failed
-  local ferret=${POLYSHOP_CACHE:-$HOME/.cache/polyshop}/bin/ferretdb port key cache
+  local ferret=${POLYSHOP_CACHE:-$HOME/.cache/polyshop}/bin/ferretdb port
   if [[ ! -x $ferret ]]; then
     scripts/engines install mongo >&2 || true
   fi
@@ -109,11 +108,8 @@ need_product_mongo() {
     bench_note "MongoDB protocol: not measured, FerretDB could not be installed (\`scripts/engines install mongo\`)."
     return 0
   fi
-  key=$(cat services/product/store_mongo.c services/product/demo.c 2>/dev/null | sha1sum | cut -c1-12)
-  cache=$ROOT/$BUILD/bench/ferretdb-product-$PRODUCT_DEMO_SIZE-$key
   port=$(free_port)
   mkdir -p "$TMP/ferretdb/data" "$TMP/ferretdb/state"
-  [[ -d $cache ]] && cp "$cache"/*.sqlite "$TMP/ferretdb/data/"
   "$ferret" --handler=sqlite --sqlite-url="file:$TMP/ferretdb/data/" --listen-addr="127.0.0.1:$port" \
     --state-dir="$TMP/ferretdb/state" --debug-addr=- --telemetry=disable --log-level=error \
     >>"$TMP/ferretdb.log" 2>&1 </dev/null &
@@ -124,24 +120,13 @@ need_product_mongo() {
     sleep 0.2
   done
   local t0=$SECONDS
-  [[ -d $cache ]] || log "FerretDB on :$port; loading the demo catalog into it takes minutes, once (kept in $cache)"
-  if ! START_TIMEOUT=900 bench_spawn product_mongo product PRODUCT_STORE="mongodb://127.0.0.1:$port/polyshop_product" \
+  log "FerretDB on :$port"
+  if ! bench_spawn product_mongo product PRODUCT_STORE="mongodb://127.0.0.1:$port/polyshop_product" \
       PRODUCT_DEMO_CATALOG=1 PRODUCT_DEMO_SIZE="$PRODUCT_DEMO_SIZE"; then
     bench_note "MongoDB protocol: not measured, the product service did not start on FerretDB: $(grep -v '^\s*$' "$TMP/product_mongo.log" | tail -n1 | cut -c1-300)"
     return 0
   fi
-  log "product service on FerretDB ready in $((SECONDS - t0)) s"
-  if [[ ! -d $cache ]]; then
-    mkdir -p "$cache.tmp"
-    /usr/bin/python3 - "$TMP/ferretdb/data" "$cache.tmp" <<'PY' && mv "$cache.tmp" "$cache" || rm -rf "$cache.tmp"
-import glob, os, sqlite3, sys
-for f in glob.glob(os.path.join(sys.argv[1], "*.sqlite")):
-    src, dst = sqlite3.connect(f), sqlite3.connect(os.path.join(sys.argv[2], os.path.basename(f)))
-    src.backup(dst)
-    dst.execute("PRAGMA journal_mode=DELETE")
-    dst.close(); src.close()
-PY
-  fi
+  log "product service on FerretDB ready in $((SECONDS - t0)) s (demo catalog loaded)"
   product_ids product_mongo
   MONGO_PRODUCT=up
 }
@@ -190,8 +175,11 @@ scenario_product_get_open() {
     "$TMP/product_sqlite.ids" >"$TMP/product_get_open.targets"
   /usr/bin/python3 "$OPENLOOP_PY" get-targets "http://127.0.0.1:$BARE_PORT/api/v1/products" \
     "$TMP/product_sqlite.ids" >"$TMP/bare_product_get_open.targets"
+  OPENLOOP_CPU=(product=product_sqlite)
   bench_openloop product_get_open "product service, GET /api/v1/products/{id}, embedded SQLite, at 70% of product_get's peak ($peak req/s)" \
     "$rate" "$TMP/product_get_open.targets" 2
+  OPENLOOP_CPU=(bare=bare)
   bench_openloop bare_product_get_open "reference: bare libevent + SQLite, the same requests at the same rate" \
     "$rate" "$TMP/bare_product_get_open.targets"
+  OPENLOOP_CPU=()
 }

@@ -107,7 +107,8 @@ EOF
     bench_note "PostgreSQL: not measured, the cluster did not start: $(tail -n1 "$d/log")"
     return 0
   fi
-  PIDS+=("$(head -n1 "$d/data/postmaster.pid")")
+  PG_PID=$(head -n1 "$d/data/postmaster.pid")
+  PIDS+=("$PG_PID")
   PGPASSWORD=polyshop psql -qX -h 127.0.0.1 -p "$port" -U polyshop -d postgres \
     -c 'CREATE DATABASE polyshop' >/dev/null || die "cannot create the benchmark's database"
   PG_URL=postgresql://polyshop:polyshop@127.0.0.1:$port/polyshop
@@ -155,6 +156,8 @@ checkout_rates() {
   /usr/bin/python3 "$OPENLOOP_PY" order-targets "$base" "$token" "$CHECKOUT_PRODUCTS" $((low * 3)) "warm-$store" >"$TMP/warm.targets"
   log "checkout_$store: warm-up 3 s at $low orders/s"
   "$VEGETA" attack -format=json -targets="$TMP/warm.targets" -rate="$low/1s" -duration=3s -timeout=10s >/dev/null
+  OPENLOOP_CPU=(user=co_user product=co_product order="co_order_$store" payment="co_payment_$store")
+  [[ $store == pg ]] && OPENLOOP_CPU+=(postgres=postgres)
   for rate in $CHECKOUT_RATES; do
     n=$((rate * OPENLOOP_DURATION))
     /usr/bin/python3 "$OPENLOOP_PY" order-targets "$base" "$token" "$CHECKOUT_PRODUCTS" "$n" "$store-$rate" >"$TMP/orders.targets"
@@ -163,6 +166,7 @@ checkout_rates() {
     sleep 2 # let the previous rate's tail drain
     bench_openloop "checkout_${store}_$rate" "POST /api/v1/orders, $label" "$rate" "$TMP/orders.targets" $target
   done
+  OPENLOOP_CPU=()
   rm -f "$TMP/orders.targets" "$TMP/warm.targets"
 }
 

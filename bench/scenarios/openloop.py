@@ -1,6 +1,7 @@
 """openloop.py - the Python side of bench/scenarios/00-openloop.sh (run by bench/run).
 
-  openloop.py stats RATE            vegeta's CSV results on stdin -> one JSON line of statistics
+  openloop.py stats RATE [CPU]      vegeta's CSV results on stdin (and the CPU microseconds
+                                    each process spent, a JSON object) -> one JSON line
   openloop.py get-targets BASE IDS  vegeta JSON targets: GET BASE/<id> for each line of IDS
   openloop.py order-targets URL TOKEN IDS N PREFIX
                                     N POST URL targets, each a distinct Idempotency-Key
@@ -12,6 +13,7 @@ import csv
 import json
 import os
 import random
+import re
 import sys
 
 
@@ -23,7 +25,7 @@ def percentile(sorted_xs, p):
     return sorted_xs[k]
 
 
-def stats(rate):
+def stats(rate, cpu_json="{}"):
     # vegeta encode --to csv: timestamp(ns), code, latency(ns), bytes out, bytes in, error,
     # body (base64), attack, seq, method, url, headers
     lat, starts, codes, kinds = [], [], {}, {}
@@ -43,7 +45,7 @@ def stats(rate):
                 try:  # a problem document names its type: say which
                     t = json.loads(body).get("type", "")
                     if t:
-                        kind += " " + t.rsplit("/", 1)[-1]
+                        kind += " " + re.split(r"[/:]", t)[-1]
                 except (ValueError, AttributeError):
                     pass
             else:
@@ -59,6 +61,7 @@ def stats(rate):
         "p99_ms": percentile(lat, 99), "p999_ms": percentile(lat, 99.9),
         "max_ms": lat[-1] if lat else 0, "errors": errors,
         "codes": {str(k): v for k, v in sorted(codes.items())}, "error_kinds": kinds,
+        "cpu_us": json.loads(cpu_json),  # CPU microseconds during the attack, by process
     }))
 
 
@@ -130,9 +133,16 @@ def report():
         sid, rate, p99_target, desc, js = line.rstrip("\n").split("\t", 4)
         r = json.loads(js)
         kinds = ", ".join("%s ×%d" % (k, v) for k, v in sorted(r["error_kinds"].items(), key=lambda kv: -kv[1]))
-        rows.append("| `%s` | %s | %s | %.0f | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %d / %d%s |" % (
+        cpu = dict(r.get("cpu_us", {}))
+        n = max(r["requests"], 1)
+        loadgen = cpu.pop("loadgen", None)
+        server = "%.0f µs" % (sum(cpu.values()) / n) if cpu else "n/a"
+        if len(cpu) > 1:
+            server += " (" + ", ".join("%s %.0f" % (k, v / n) for k, v in cpu.items()) + ")"
+        rows.append("| `%s` | %s | %s | %.0f | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %d / %d%s | %s | %s |" % (
             sid, desc, "{:,}".format(int(float(rate))), r["sent_rate"], r["p50_ms"], r["p99_ms"],
-            r["p999_ms"], r["max_ms"], r["errors"], r["requests"], (" (" + kinds + ")") if kinds else ""))
+            r["p999_ms"], r["max_ms"], r["errors"], r["requests"], (" (" + kinds + ")") if kinds else "",
+            server, "%.0f µs" % (loadgen / n) if loadgen is not None else "n/a"))
         if p99_target != "-":
             t = float(p99_target)
             ok = r["p99_ms"] < t and r["errors"] == 0
@@ -150,11 +160,15 @@ def report():
             "is closed-loop). Latency is from sending a request to its whole answer; percentiles are "
             "nearest-rank over every request; an error is a transport error, a timeout (10 s) or a "
             "non-2xx status. `sent/s` is the rate vegeta really achieved: below the asked rate, "
-            "the load generator itself was short of CPU." % (
-                os.environ.get("VEGETA_MODULE", "vegeta"), os.environ.get("OPENLOOP_DURATION", "?")),
+            "the load generator itself was short of CPU. Server CPU per request: user + system time of "
+            "the server processes (each service with all its threads; PostgreSQL with its backends) "
+            "during the attack over the requests sent, in µs, split by process; the machine has %d cores "
+            "for all of it, the load generator included." % (
+                os.environ.get("VEGETA_MODULE", "vegeta"), os.environ.get("OPENLOOP_DURATION", "?"),
+                os.cpu_count() or 0),
             "",
-            "| scenario | what | rate/s | sent/s | p50 | p99 | p99.9 | max | errors / requests |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+            "| scenario | what | rate/s | sent/s | p50 | p99 | p99.9 | max | errors / requests | server CPU per request | vegeta CPU per request |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
         ] + rows + [""]
     notes = os.path.join(tmp, "notes.md")
     if os.path.exists(notes):
@@ -171,7 +185,7 @@ def report():
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "stats":
-        stats(sys.argv[2])
+        stats(*sys.argv[2:4])
     elif cmd == "get-targets":
         get_targets(sys.argv[2], sys.argv[3])
     elif cmd == "order-targets":
