@@ -12,6 +12,7 @@
 #include "polyshop/config.h"
 #include "polyshop/error.h"
 #include "polyshop/log.h"
+#include "polyshop/pg.h"
 #include "polyshop/sqlite.h"
 
 /* The first loop to start runs the timers; one worker is enough and keeps them from racing. */
@@ -133,7 +134,7 @@ int main(void) {
 #endif
   if (!ps_sqlite_url_path(svc.store_url) && !pg_ok)
     ps_config_error(&cfg, "ORDER_STORE is not a supported store URL (sqlite://PATH or postgresql://...)");
-  if (!order_store_pg_schema_ok(svc.pg_schema))
+  if (!svc.pg_schema || !ps_pg_schema_ok(svc.pg_schema))
     ps_config_error(&cfg, "ORDER_PG_SCHEMA must be 1 to 48 of a-z, 0-9 and _, not starting with a digit");
   if (svc.internal_token && strlen(svc.internal_token) < 16)
     ps_config_error(&cfg, "POLYSHOP_INTERNAL_TOKEN must have at least 16 characters");

@@ -126,8 +126,6 @@ struct order_store {
 int order_store_open(const char *url, const char *pg_schema, order_store_t **out);
 int order_store_sqlite_open(const char *path, order_store_t **out);
 int order_store_pg_open(const char *url, const char *schema, order_store_t **out);
-/* 1 when s is a usable schema name: 1..48 of [a-z0-9_], not starting with a digit. */
-int order_store_pg_schema_ok(const char *s);
 /* Registers the polyshop_store_call_seconds histograms (engine "sqlite" or "postgres"); call
  * once before the server starts. order_store_timed wraps a store (taking ownership of it) so
  * that every call is timed into them. */

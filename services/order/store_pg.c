@@ -14,6 +14,7 @@
 #include "polyshop/alloc.h"
 #include "polyshop/error.h"
 #include "polyshop/log.h"
+#include "polyshop/pg.h"
 #include "store.h"
 
 /* %1$s is the schema name. */
@@ -97,151 +98,63 @@ static const char *const sql[Q__COUNT] = {
 
 typedef struct {
   order_store_t base;
-  PGconn *conn;
-  char *schema; /* owned */
-  int in_tx;
-  int prepared;
+  ps_pg_t pg; /* the connection, its prepared statements and transaction state */
 } pg_store_t;
 
-enum { MAX_PARAMS = 24 };
+#define PG(s) (&((pg_store_t *)(s))->pg)
 
-/* Parameters of one call: text values (NULL for SQL NULL), with room for integers. */
-typedef struct {
-  const char *v[MAX_PARAMS];
-  char num[MAX_PARAMS][24];
-  int n;
-} params_t;
-
-static void p_text(params_t *p, const char *s) { p->v[p->n++] = s; }
-static void p_int(params_t *p, int64_t x) {
-  snprintf(p->num[p->n], sizeof(p->num[p->n]), "%lld", (long long)x);
-  p->v[p->n] = p->num[p->n];
-  p->n++;
-}
-
-static int err_of(PGresult *r, PGconn *c) {
-  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-  if (PQstatus(c) != CONNECTION_OK) return PS_EUNAVAIL;
-  if (state && strcmp(state, "23505") == 0) return PS_EEXISTS;
-  if (state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)) return PS_EUNAVAIL;
-  if (state && strncmp(state, "08", 2) == 0) return PS_EUNAVAIL;
-  if (state && (strcmp(state, "57P01") == 0 || strcmp(state, "57P03") == 0)) return PS_EUNAVAIL;
-  return PS_ESTORE;
-}
-
-static int prepare_all(pg_store_t *ps) {
-  char buf[96];
-  snprintf(buf, sizeof(buf), "SET search_path TO %s", ps->schema);
-  PGresult *r = PQexec(ps->conn, buf);
-  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-  PQclear(r);
-  if (!ok) return PS_EUNAVAIL;
-  for (int i = 0; i < Q__COUNT; i++) {
-    snprintf(buf, sizeof(buf), "ord_q%d", i);
-    r = PQprepare(ps->conn, buf, sql[i], 0, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-      ps_log_error("postgres order store: cannot prepare \"%.60s\": %s", sql[i],
-                   PQerrorMessage(ps->conn));
-      int rc = err_of(r, ps->conn);
-      PQclear(r);
-      return rc;
-    }
-    PQclear(r);
-  }
-  ps->prepared = 1;
-  return 0;
-}
-
-static int ensure(pg_store_t *ps) {
-  if (PQstatus(ps->conn) == CONNECTION_OK && ps->prepared) return 0;
-  if (ps->in_tx) return PS_EUNAVAIL; /* the transaction died with the connection */
-  PQreset(ps->conn);
-  ps->prepared = 0;
-  if (PQstatus(ps->conn) != CONNECTION_OK) return PS_EUNAVAIL;
-  return prepare_all(ps);
-}
-
-/* Runs prepared statement q; *out gets the result (the caller PQclears it) when not NULL. */
-static int run(order_store_t *s, int q, const params_t *p, PGresult **out) {
-  pg_store_t *ps = (pg_store_t *)s;
-  int rc = ensure(ps);
-  if (rc) return rc;
-  char name[16];
-  snprintf(name, sizeof(name), "ord_q%d", q);
-  PGresult *r = PQexecPrepared(ps->conn, name, p ? p->n : 0, p ? p->v : NULL, NULL, NULL, 0);
-  ExecStatusType st = PQresultStatus(r);
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-    rc = err_of(r, ps->conn);
-    if (rc != PS_EEXISTS) ps_log_warn("postgres order store: %s", PQerrorMessage(ps->conn));
-    PQclear(r);
-    return rc;
-  }
-  if (out)
-    *out = r;
-  else
-    PQclear(r);
-  return 0;
+/* Runs prepared statement q. A serialization failure or deadlock is a retryable outage here
+ * (PS_EUNAVAIL), never PS_ECONFLICT, which the saga reads as "another worker moved on". */
+static int run(order_store_t *s, int q, const ps_pg_params_t *p, PGresult **out) {
+  int rc = ps_pg_run(PG(s), q, p, out);
+  return rc == PS_ECONFLICT ? PS_EUNAVAIL : rc;
 }
 
 static int begin(order_store_t *s) {
   int rc = run(s, Q_BEGIN, NULL, NULL);
-  if (rc == 0) ((pg_store_t *)s)->in_tx = 1;
+  if (rc == 0) PG(s)->in_tx = 1;
   return rc;
 }
 
 static int commit(order_store_t *s) {
   int rc = run(s, Q_COMMIT, NULL, NULL);
-  ((pg_store_t *)s)->in_tx = 0;
+  PG(s)->in_tx = 0;
   return rc;
 }
 
 static void rollback(order_store_t *s) {
-  pg_store_t *ps = (pg_store_t *)s;
-  if (PQstatus(ps->conn) == CONNECTION_OK) {
-    PGresult *r = PQexec(ps->conn, "ROLLBACK");
-    PQclear(r);
-  }
-  ps->in_tx = 0;
-}
-
-static const char *col(ps_arena_t *a, PGresult *r, int row, int c) {
-  return PQgetisnull(r, row, c) ? NULL : ps_arena_strdup(a, PQgetvalue(r, row, c));
-}
-static const char *col_s(ps_arena_t *a, PGresult *r, int row, int c) {
-  return ps_arena_strdup(a, PQgetvalue(r, row, c));
-}
-static int64_t col_i(PGresult *r, int row, int c) {
-  return PQgetisnull(r, row, c) ? 0 : strtoll(PQgetvalue(r, row, c), NULL, 10);
+  if (PQstatus(PG(s)->conn) == CONNECTION_OK) ps_pg_exec(PG(s), "ROLLBACK");
+  PG(s)->in_tx = 0;
 }
 
 static void read_order_row(PGresult *r, int row, ps_arena_t *a, order_t *o) {
   memset(o, 0, sizeof(*o));
-  o->id = col_s(a, r, row, 0);
-  o->user_id = col_s(a, r, row, 1);
-  o->status = col_s(a, r, row, 2);
-  o->payment_status = col_s(a, r, row, 3);
-  o->saga_step = col_s(a, r, row, 4);
-  o->subtotal = col_i(r, row, 5);
-  o->discount = col_i(r, row, 6);
-  o->total = col_i(r, row, 7);
-  o->currency = col_s(a, r, row, 8);
-  o->discount_code = col(a, r, row, 9);
-  o->address = col_s(a, r, row, 10);
-  o->payment_method = col_s(a, r, row, 11);
-  o->reservation_id = col_s(a, r, row, 12);
-  o->payment_id = col(a, r, row, 13);
-  o->idempotency_key = col_s(a, r, row, 14);
-  o->request_hash = col_s(a, r, row, 15);
-  o->response_status = (int)col_i(r, row, 16);
-  o->response_body = col(a, r, row, 17);
-  o->failure = col(a, r, row, 18);
-  o->created_at = col_i(r, row, 19);
-  o->updated_at = col_i(r, row, 20);
+  o->id = ps_pg_text(a, r, row, 0);
+  o->user_id = ps_pg_text(a, r, row, 1);
+  o->status = ps_pg_text(a, r, row, 2);
+  o->payment_status = ps_pg_text(a, r, row, 3);
+  o->saga_step = ps_pg_text(a, r, row, 4);
+  o->subtotal = ps_pg_int(r, row, 5);
+  o->discount = ps_pg_int(r, row, 6);
+  o->total = ps_pg_int(r, row, 7);
+  o->currency = ps_pg_text(a, r, row, 8);
+  o->discount_code = ps_pg_text_or_null(a, r, row, 9);
+  o->address = ps_pg_text(a, r, row, 10);
+  o->payment_method = ps_pg_text(a, r, row, 11);
+  o->reservation_id = ps_pg_text(a, r, row, 12);
+  o->payment_id = ps_pg_text_or_null(a, r, row, 13);
+  o->idempotency_key = ps_pg_text(a, r, row, 14);
+  o->request_hash = ps_pg_text(a, r, row, 15);
+  o->response_status = (int)ps_pg_int(r, row, 16);
+  o->response_body = ps_pg_text_or_null(a, r, row, 17);
+  o->failure = ps_pg_text_or_null(a, r, row, 18);
+  o->created_at = ps_pg_int(r, row, 19);
+  o->updated_at = ps_pg_int(r, row, 20);
 }
 
 static int load_items(order_store_t *s, ps_arena_t *a, order_t *o) {
-  params_t p = {0};
-  p_text(&p, o->id);
+  ps_pg_params_t p = {0};
+  ps_pg_param_text(&p, o->id);
   PGresult *r;
   int rc = run(s, Q_ITEMS, &p, &r);
   if (rc) return rc;
@@ -250,25 +163,25 @@ static int load_items(order_store_t *s, ps_arena_t *a, order_t *o) {
   o->nitems = (size_t)n;
   for (int i = 0; i < n; i++) {
     order_item_t *it = &o->items[i];
-    it->product_id = col_s(a, r, i, 0);
-    it->variant = col(a, r, i, 1);
-    it->name = col_s(a, r, i, 2);
-    it->unit_price = col_i(r, i, 3);
-    it->quantity = col_i(r, i, 4);
-    it->line_total = col_i(r, i, 5);
+    it->product_id = ps_pg_text(a, r, i, 0);
+    it->variant = ps_pg_text_or_null(a, r, i, 1);
+    it->name = ps_pg_text(a, r, i, 2);
+    it->unit_price = ps_pg_int(r, i, 3);
+    it->quantity = ps_pg_int(r, i, 4);
+    it->line_total = ps_pg_int(r, i, 5);
   }
   PQclear(r);
   return 0;
 }
 
 static int insert_event(order_store_t *s, const outbox_event_t *e, int64_t now) {
-  params_t p = {0};
-  p_text(&p, e->id);
-  p_text(&p, e->destination);
-  p_text(&p, e->type);
-  p_text(&p, e->payload);
-  p_int(&p, e->next_attempt_at ? e->next_attempt_at : now);
-  p_int(&p, now);
+  ps_pg_params_t p = {0};
+  ps_pg_param_text(&p, e->id);
+  ps_pg_param_text(&p, e->destination);
+  ps_pg_param_text(&p, e->type);
+  ps_pg_param_text(&p, e->payload);
+  ps_pg_param_int(&p, e->next_attempt_at ? e->next_attempt_at : now);
+  ps_pg_param_int(&p, now);
   return run(s, Q_OUTBOX, &p, NULL);
 }
 
@@ -276,40 +189,40 @@ static int s_create(order_store_t *s, const order_t *o, const outbox_event_t *ev
                     size_t nevents) {
   int rc = begin(s);
   if (rc) return rc;
-  params_t p = {0};
-  p_text(&p, o->id);
-  p_text(&p, o->user_id);
-  p_text(&p, o->status);
-  p_text(&p, o->payment_status);
-  p_text(&p, o->saga_step);
-  p_int(&p, o->subtotal);
-  p_int(&p, o->discount);
-  p_int(&p, o->total);
-  p_text(&p, o->currency);
-  p_text(&p, o->discount_code);
-  p_text(&p, o->address);
-  p_text(&p, o->payment_method);
-  p_text(&p, o->reservation_id);
-  p_text(&p, o->payment_id);
-  p_text(&p, o->idempotency_key);
-  p_text(&p, o->request_hash);
-  p_int(&p, o->response_status);
-  p_text(&p, o->response_body);
-  p_text(&p, o->failure);
-  p_int(&p, o->created_at);
-  p_int(&p, o->updated_at);
+  ps_pg_params_t p = {0};
+  ps_pg_param_text(&p, o->id);
+  ps_pg_param_text(&p, o->user_id);
+  ps_pg_param_text(&p, o->status);
+  ps_pg_param_text(&p, o->payment_status);
+  ps_pg_param_text(&p, o->saga_step);
+  ps_pg_param_int(&p, o->subtotal);
+  ps_pg_param_int(&p, o->discount);
+  ps_pg_param_int(&p, o->total);
+  ps_pg_param_text(&p, o->currency);
+  ps_pg_param_text(&p, o->discount_code);
+  ps_pg_param_text(&p, o->address);
+  ps_pg_param_text(&p, o->payment_method);
+  ps_pg_param_text(&p, o->reservation_id);
+  ps_pg_param_text(&p, o->payment_id);
+  ps_pg_param_text(&p, o->idempotency_key);
+  ps_pg_param_text(&p, o->request_hash);
+  ps_pg_param_int(&p, o->response_status);
+  ps_pg_param_text(&p, o->response_body);
+  ps_pg_param_text(&p, o->failure);
+  ps_pg_param_int(&p, o->created_at);
+  ps_pg_param_int(&p, o->updated_at);
   rc = run(s, Q_INSERT, &p, NULL);
   for (size_t i = 0; rc == 0 && i < o->nitems; i++) {
     const order_item_t *it = &o->items[i];
-    params_t q = {0};
-    p_text(&q, o->id);
-    p_int(&q, (int64_t)i);
-    p_text(&q, it->product_id);
-    p_text(&q, it->variant);
-    p_text(&q, it->name);
-    p_int(&q, it->unit_price);
-    p_int(&q, it->quantity);
-    p_int(&q, it->line_total);
+    ps_pg_params_t q = {0};
+    ps_pg_param_text(&q, o->id);
+    ps_pg_param_int(&q, (int64_t)i);
+    ps_pg_param_text(&q, it->product_id);
+    ps_pg_param_text(&q, it->variant);
+    ps_pg_param_text(&q, it->name);
+    ps_pg_param_int(&q, it->unit_price);
+    ps_pg_param_int(&q, it->quantity);
+    ps_pg_param_int(&q, it->line_total);
     rc = run(s, Q_ITEM, &q, NULL);
   }
   for (size_t i = 0; rc == 0 && i < nevents; i++) rc = insert_event(s, &events[i], o->created_at);
@@ -318,7 +231,7 @@ static int s_create(order_store_t *s, const order_t *o, const outbox_event_t *ev
   return rc;
 }
 
-static int get_one(order_store_t *s, ps_arena_t *a, int q, const params_t *p, order_t *out) {
+static int get_one(order_store_t *s, ps_arena_t *a, int q, const ps_pg_params_t *p, order_t *out) {
   PGresult *r;
   int rc = run(s, q, p, &r);
   if (rc) return rc;
@@ -332,28 +245,28 @@ static int get_one(order_store_t *s, ps_arena_t *a, int q, const params_t *p, or
 }
 
 static int s_get(order_store_t *s, ps_arena_t *a, const char *id, order_t *out) {
-  params_t p = {0};
-  p_text(&p, id);
+  ps_pg_params_t p = {0};
+  ps_pg_param_text(&p, id);
   return get_one(s, a, Q_GET, &p, out);
 }
 
 static int s_get_by_key(order_store_t *s, ps_arena_t *a, const char *user_id, const char *key,
                         order_t *out) {
-  params_t p = {0};
-  p_text(&p, user_id);
-  p_text(&p, key);
+  ps_pg_params_t p = {0};
+  ps_pg_param_text(&p, user_id);
+  ps_pg_param_text(&p, key);
   return get_one(s, a, Q_BY_KEY, &p, out);
 }
 
 static int s_list(order_store_t *s, ps_arena_t *a, const char *user_id, const order_cursor_t *after,
                   int limit, order_t **out, size_t *n) {
-  params_t p = {0};
-  p_text(&p, user_id);
+  ps_pg_params_t p = {0};
+  ps_pg_param_text(&p, user_id);
   if (after) {
-    p_int(&p, after->created_at);
-    p_text(&p, after->id);
+    ps_pg_param_int(&p, after->created_at);
+    ps_pg_param_text(&p, after->id);
   }
-  p_int(&p, limit);
+  ps_pg_param_int(&p, limit);
   PGresult *r;
   int rc = run(s, after ? Q_LIST_AFTER : Q_LIST_FIRST, &p, &r);
   if (rc) return rc;
@@ -371,26 +284,26 @@ static int s_list(order_store_t *s, ps_arena_t *a, const char *user_id, const or
 static int s_change(order_store_t *s, const order_change_t *c) {
   int rc = begin(s);
   if (rc) return rc;
-  params_t p = {0};
-  p_text(&p, c->step);
-  p_text(&p, c->status);
-  p_text(&p, c->payment_status);
-  p_text(&p, c->payment_id);
-  p_text(&p, c->failure);
-  p_int(&p, c->response_status);
-  p_text(&p, c->response_body);
-  p_int(&p, c->now);
-  p_text(&p, c->id);
-  p_text(&p, c->expect_step);
-  p_text(&p, c->expect_status);
+  ps_pg_params_t p = {0};
+  ps_pg_param_text(&p, c->step);
+  ps_pg_param_text(&p, c->status);
+  ps_pg_param_text(&p, c->payment_status);
+  ps_pg_param_text(&p, c->payment_id);
+  ps_pg_param_text(&p, c->failure);
+  ps_pg_param_int(&p, c->response_status);
+  ps_pg_param_text(&p, c->response_body);
+  ps_pg_param_int(&p, c->now);
+  ps_pg_param_text(&p, c->id);
+  ps_pg_param_text(&p, c->expect_step);
+  ps_pg_param_text(&p, c->expect_status);
   PGresult *r;
   rc = run(s, Q_CHANGE, &p, &r);
   if (rc == 0) {
     int changed = atoi(PQcmdTuples(r));
     PQclear(r);
     if (!changed) {
-      params_t e = {0};
-      p_text(&e, c->id);
+      ps_pg_params_t e = {0};
+      ps_pg_param_text(&e, c->id);
       PGresult *x;
       rc = run(s, Q_EXISTS, &e, &x);
       if (rc == 0) {
@@ -407,15 +320,15 @@ static int s_change(order_store_t *s, const order_change_t *c) {
 
 static int s_unfinished(order_store_t *s, ps_arena_t *a, int64_t before, int limit,
                         const char ***ids, size_t *n) {
-  params_t p = {0};
-  p_int(&p, before);
-  p_int(&p, limit);
+  ps_pg_params_t p = {0};
+  ps_pg_param_int(&p, before);
+  ps_pg_param_int(&p, limit);
   PGresult *r;
   int rc = run(s, Q_UNFINISHED, &p, &r);
   if (rc) return rc;
   int rows = PQntuples(r);
   const char **out = ps_arena_alloc(a, (size_t)(rows > 0 ? rows : 1) * sizeof(*out));
-  for (int i = 0; i < rows; i++) out[i] = col_s(a, r, i, 0);
+  for (int i = 0; i < rows; i++) out[i] = ps_pg_text(a, r, i, 0);
   PQclear(r);
   *ids = out;
   *n = (size_t)rows;
@@ -425,23 +338,23 @@ static int s_unfinished(order_store_t *s, ps_arena_t *a, int64_t before, int lim
 static int s_outbox_due(order_store_t *s, ps_arena_t *a, int64_t now,
                         const char *const *destinations, int limit, outbox_event_t **out,
                         size_t *n) {
-  params_t p = {0};
-  p_int(&p, now);
-  p_text(&p, destinations && destinations[0] ? destinations[0] : NULL);
-  p_text(&p, destinations && destinations[0] && destinations[1] ? destinations[1] : NULL);
-  p_int(&p, limit);
+  ps_pg_params_t p = {0};
+  ps_pg_param_int(&p, now);
+  ps_pg_param_text(&p, destinations && destinations[0] ? destinations[0] : NULL);
+  ps_pg_param_text(&p, destinations && destinations[0] && destinations[1] ? destinations[1] : NULL);
+  ps_pg_param_int(&p, limit);
   PGresult *r;
   int rc = run(s, Q_DUE, &p, &r);
   if (rc) return rc;
   int rows = PQntuples(r);
   outbox_event_t *ev = ps_arena_alloc(a, (size_t)(rows > 0 ? rows : 1) * sizeof(*ev));
   for (int i = 0; i < rows; i++) {
-    ev[i].id = col_s(a, r, i, 0);
-    ev[i].destination = col_s(a, r, i, 1);
-    ev[i].type = col_s(a, r, i, 2);
-    ev[i].payload = col_s(a, r, i, 3);
-    ev[i].attempts = col_i(r, i, 4);
-    ev[i].next_attempt_at = col_i(r, i, 5);
+    ev[i].id = ps_pg_text(a, r, i, 0);
+    ev[i].destination = ps_pg_text(a, r, i, 1);
+    ev[i].type = ps_pg_text(a, r, i, 2);
+    ev[i].payload = ps_pg_text(a, r, i, 3);
+    ev[i].attempts = ps_pg_int(r, i, 4);
+    ev[i].next_attempt_at = ps_pg_int(r, i, 5);
   }
   PQclear(r);
   *out = ev;
@@ -450,19 +363,19 @@ static int s_outbox_due(order_store_t *s, ps_arena_t *a, int64_t now,
 }
 
 static int s_outbox_sent(order_store_t *s, const char *id, const char *destination, int64_t now) {
-  params_t p = {0};
-  p_int(&p, now);
-  p_text(&p, id);
-  p_text(&p, destination);
+  ps_pg_params_t p = {0};
+  ps_pg_param_int(&p, now);
+  ps_pg_param_text(&p, id);
+  ps_pg_param_text(&p, destination);
   return run(s, Q_SENT, &p, NULL);
 }
 
 static int s_outbox_retry(order_store_t *s, const char *id, const char *destination,
                           int64_t next_attempt_at) {
-  params_t p = {0};
-  p_int(&p, next_attempt_at);
-  p_text(&p, id);
-  p_text(&p, destination);
+  ps_pg_params_t p = {0};
+  ps_pg_param_int(&p, next_attempt_at);
+  ps_pg_param_text(&p, id);
+  ps_pg_param_text(&p, destination);
   return run(s, Q_RETRY, &p, NULL);
 }
 
@@ -470,14 +383,14 @@ static int s_outbox_pending(order_store_t *s, int64_t *n) {
   PGresult *r;
   int rc = run(s, Q_PENDING, NULL, &r);
   if (rc) return rc;
-  *n = col_i(r, 0, 0);
+  *n = ps_pg_int(r, 0, 0);
   PQclear(r);
   return 0;
 }
 
 static int s_outbox_prune(order_store_t *s, int64_t before, int64_t *n) {
-  params_t p = {0};
-  p_int(&p, before);
+  ps_pg_params_t p = {0};
+  ps_pg_param_int(&p, before);
   PGresult *r;
   int rc = run(s, Q_PRUNE, &p, &r);
   *n = rc ? 0 : strtoll(PQcmdTuples(r), NULL, 10);
@@ -488,10 +401,8 @@ static int s_outbox_prune(order_store_t *s, int64_t before, int64_t *n) {
 static int s_ping(order_store_t *s) { return run(s, Q_PING, NULL, NULL); }
 
 static void s_close(order_store_t *s) {
-  pg_store_t *ps = (pg_store_t *)s;
-  PQfinish(ps->conn);
-  ps_free(ps->schema);
-  ps_free(ps);
+  ps_pg_close(PG(s));
+  ps_free(s);
 }
 
 static const order_store_ops_t pg_ops = {
@@ -511,35 +422,13 @@ static const order_store_ops_t pg_ops = {
 };
 
 int order_store_pg_open(const char *url, const char *schema, order_store_t **out) {
-  if (!schema) schema = ORDER_PG_SCHEMA_DEFAULT;
-  if (!order_store_pg_schema_ok(schema)) return PS_ECONFIG;
-  PGconn *c = PQconnectdb(url);
-  if (PQstatus(c) != CONNECTION_OK) {
-    /* libpq's message may name the host, never the password. */
-    ps_log_error("postgres order store: cannot connect: %s", PQerrorMessage(c));
-    PQfinish(c);
-    return PS_EUNAVAIL;
-  }
   pg_store_t *ps = ps_calloc(1, sizeof(*ps));
   ps->base.ops = &pg_ops;
-  ps->conn = c;
-  ps->schema = ps_strdup(schema);
-  /* Several threads and replicas start at once: one of them creates the schema. */
-  size_t n = sizeof(schema_fmt) + 4 * strlen(schema) + 128;
-  char *ddl = ps_malloc(n);
-  snprintf(ddl, n, "BEGIN; SELECT pg_advisory_xact_lock(hashtext('polyshop.order.schema'));");
-  size_t used = strlen(ddl);
-  snprintf(ddl + used, n - used, schema_fmt, schema);
-  used = strlen(ddl);
-  snprintf(ddl + used, n - used, "COMMIT;");
-  PGresult *r = PQexec(c, ddl);
-  ps_free(ddl);
-  int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : PS_ESTORE;
-  if (rc) ps_log_error("postgres order store: creating the schema failed: %s", PQerrorMessage(c));
-  PQclear(r);
-  if (rc == 0) rc = prepare_all(ps);
+  ps->pg = (ps_pg_t){.label = "order store", .stmt_prefix = "ord", .sql = sql, .nsql = Q__COUNT};
+  int rc = ps_pg_open(&ps->pg, url, schema ? schema : ORDER_PG_SCHEMA_DEFAULT, schema_fmt,
+                      "polyshop.order.schema", 0);
   if (rc) {
-    s_close(&ps->base);
+    ps_free(ps);
     return rc;
   }
   *out = &ps->base;

@@ -13,6 +13,7 @@
 #include "polyshop/alloc.h"
 #include "polyshop/error.h"
 #include "polyshop/log.h"
+#include "polyshop/pg.h"
 #include "store.h"
 
 /* Tables of one schema; %1$s is the schema name. */
@@ -111,188 +112,89 @@ static const char *const sql[Q__COUNT] = {
 
 typedef struct {
   payment_store_t base;
-  PGconn *conn;
-  char *schema;   /* owned */
-  int in_tx;
-  int prepared;   /* statements prepared on this connection */
+  ps_pg_t pg; /* the connection, its prepared statements and transaction state */
 } pg_store_t;
 
-enum { MAX_PARAMS = 16 };
+#define PG(s) (&((pg_store_t *)(s))->pg)
 
-/* Parameters of one call: text values, with room for formatted integers. */
-typedef struct {
-  const char *v[MAX_PARAMS];
-  char num[MAX_PARAMS][24];
-  int n;
-} params_t;
-
-static void p_text(params_t *p, const char *s) { p->v[p->n++] = s; }
-static void p_int(params_t *p, int64_t x) {
-  snprintf(p->num[p->n], sizeof(p->num[p->n]), "%lld", (long long)x);
-  p->v[p->n] = p->num[p->n];
-  p->n++;
+static int run(payment_store_t *s, int q, const ps_pg_params_t *p, PGresult **out) {
+  return ps_pg_run(PG(s), q, p, out);
 }
-
-static int err_of(PGresult *r, PGconn *c) {
-  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-  if (PQstatus(c) != CONNECTION_OK) return PS_EUNAVAIL;
-  if (state && strcmp(state, "23505") == 0) return PS_EEXISTS;            /* unique_violation */
-  if (state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0))
-    return PS_ECONFLICT;                                                  /* retry the tx */
-  if (state && strncmp(state, "08", 2) == 0) return PS_EUNAVAIL;          /* connection */
-  if (state && (strcmp(state, "57P01") == 0 || strcmp(state, "57P03") == 0)) return PS_EUNAVAIL;
-  return PS_ESTORE;
-}
-
-static int prepare_all(pg_store_t *ps) {
-  char buf[96];
-  snprintf(buf, sizeof(buf), "SET search_path TO %s", ps->schema);
-  PGresult *r = PQexec(ps->conn, buf);
-  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-  PQclear(r);
-  if (!ok) return PS_EUNAVAIL;
-  for (int i = 0; i < Q__COUNT; i++) {
-    snprintf(buf, sizeof(buf), "pay_q%d", i);
-    r = PQprepare(ps->conn, buf, sql[i], 0, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-      ps_log_error("postgres payment store: cannot prepare \"%.60s\": %s", sql[i],
-                   PQerrorMessage(ps->conn));
-      int rc = err_of(r, ps->conn);
-      PQclear(r);
-      return rc;
-    }
-    PQclear(r);
-  }
-  ps->prepared = 1;
-  return 0;
-}
-
-/* Makes sure the connection is up (reconnecting outside a transaction). */
-static int ensure(pg_store_t *ps) {
-  if (PQstatus(ps->conn) == CONNECTION_OK && ps->prepared) return 0;
-  if (ps->in_tx) return PS_EUNAVAIL; /* the transaction died with the connection */
-  PQreset(ps->conn);
-  ps->prepared = 0;
-  if (PQstatus(ps->conn) != CONNECTION_OK) return PS_EUNAVAIL;
-  return prepare_all(ps);
-}
-
-/* Runs prepared statement q; *out gets the result (the caller PQclears it) when not NULL. */
-static int run(payment_store_t *s, int q, const params_t *p, PGresult **out) {
-  pg_store_t *ps = (pg_store_t *)s;
-  int rc = ensure(ps);
-  if (rc) return rc;
-  char name[16];
-  snprintf(name, sizeof(name), "pay_q%d", q);
-  PGresult *r = PQexecPrepared(ps->conn, name, p ? p->n : 0, p ? p->v : NULL, NULL, NULL, 0);
-  ExecStatusType st = PQresultStatus(r);
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-    rc = err_of(r, ps->conn);
-    if (rc != PS_EEXISTS)
-      ps_log_warn("postgres payment store: %s", PQerrorMessage(ps->conn));
-    PQclear(r);
-    return rc;
-  }
-  if (out)
-    *out = r;
-  else
-    PQclear(r);
-  return 0;
-}
-
-static int affected(PGresult *r) { return atoi(PQcmdTuples(r)); }
 
 /* Runs an UPDATE; PS_ENOTFOUND when it touched no row. */
-static int run_update(payment_store_t *s, int q, const params_t *p) {
+static int run_update(payment_store_t *s, int q, const ps_pg_params_t *p) {
   PGresult *r = NULL;
   int rc = run(s, q, p, &r);
   if (rc) return rc;
-  rc = affected(r) ? 0 : PS_ENOTFOUND;
+  rc = ps_pg_affected(r) ? 0 : PS_ENOTFOUND;
   PQclear(r);
   return rc;
-}
-
-static int exec_simple(pg_store_t *ps, const char *cmd) {
-  PGresult *r = PQexec(ps->conn, cmd);
-  int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : err_of(r, ps->conn);
-  PQclear(r);
-  return rc;
-}
-
-static char *txt(ps_arena_t *a, PGresult *r, int row, int col) {
-  return ps_arena_strdup(a, PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
-}
-static int64_t num(PGresult *r, int row, int col) {
-  return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
 /* --- transactions ------------------------------------------------------------------------ */
 
 static int s_begin(payment_store_t *s, int write) {
-  pg_store_t *ps = (pg_store_t *)s;
-  int rc = ensure(ps);
+  int rc = ps_pg_ensure(PG(s));
   if (rc) return rc;
-  rc = exec_simple(ps, write ? "BEGIN ISOLATION LEVEL READ COMMITTED" : "BEGIN READ ONLY");
-  if (rc == 0) ps->in_tx = 1;
+  rc = ps_pg_exec(PG(s), write ? "BEGIN ISOLATION LEVEL READ COMMITTED" : "BEGIN READ ONLY");
+  if (rc == 0) PG(s)->in_tx = 1;
   return rc;
 }
 
 static int s_commit(payment_store_t *s) {
-  pg_store_t *ps = (pg_store_t *)s;
-  int rc = exec_simple(ps, "COMMIT");
-  ps->in_tx = 0;
+  int rc = ps_pg_exec(PG(s), "COMMIT");
+  PG(s)->in_tx = 0;
   return rc;
 }
 
 static void s_rollback(payment_store_t *s) {
-  pg_store_t *ps = (pg_store_t *)s;
-  if (PQstatus(ps->conn) == CONNECTION_OK) exec_simple(ps, "ROLLBACK");
-  ps->in_tx = 0;
+  if (PQstatus(PG(s)->conn) == CONNECTION_OK) ps_pg_exec(PG(s), "ROLLBACK");
+  PG(s)->in_tx = 0;
 }
 
 /* --- payments ---------------------------------------------------------------------------- */
 
 static int s_payment_insert(payment_store_t *s, const payment_t *x) {
-  params_t p = {.n = 0};
-  p_text(&p, x->id);
-  p_text(&p, x->order_id);
-  p_text(&p, x->user_id);
-  p_int(&p, x->amount);
-  p_text(&p, x->currency);
-  p_text(&p, x->status);
-  p_text(&p, x->provider);
-  p_text(&p, x->provider_ref ? x->provider_ref : "");
-  p_int(&p, x->captured);
-  p_int(&p, x->refunded);
-  p_text(&p, x->failure_code ? x->failure_code : "");
-  p_text(&p, x->card_brand ? x->card_brand : "");
-  p_text(&p, x->card_last4 ? x->card_last4 : "");
-  p_int(&p, x->created_at);
-  p_int(&p, x->updated_at);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_text(&p, x->id);
+  ps_pg_param_text(&p, x->order_id);
+  ps_pg_param_text(&p, x->user_id);
+  ps_pg_param_int(&p, x->amount);
+  ps_pg_param_text(&p, x->currency);
+  ps_pg_param_text(&p, x->status);
+  ps_pg_param_text(&p, x->provider);
+  ps_pg_param_text(&p, x->provider_ref ? x->provider_ref : "");
+  ps_pg_param_int(&p, x->captured);
+  ps_pg_param_int(&p, x->refunded);
+  ps_pg_param_text(&p, x->failure_code ? x->failure_code : "");
+  ps_pg_param_text(&p, x->card_brand ? x->card_brand : "");
+  ps_pg_param_text(&p, x->card_last4 ? x->card_last4 : "");
+  ps_pg_param_int(&p, x->created_at);
+  ps_pg_param_int(&p, x->updated_at);
   return run(s, Q_PAY_INSERT, &p, NULL);
 }
 
 static void read_payment(PGresult *r, int i, ps_arena_t *a, payment_t *x) {
-  x->id = txt(a, r, i, 0);
-  x->order_id = txt(a, r, i, 1);
-  x->user_id = txt(a, r, i, 2);
-  x->amount = num(r, i, 3);
-  x->currency = txt(a, r, i, 4);
-  x->status = txt(a, r, i, 5);
-  x->provider = txt(a, r, i, 6);
-  x->provider_ref = txt(a, r, i, 7);
-  x->captured = num(r, i, 8);
-  x->refunded = num(r, i, 9);
-  x->failure_code = txt(a, r, i, 10);
-  x->card_brand = txt(a, r, i, 11);
-  x->card_last4 = txt(a, r, i, 12);
-  x->created_at = num(r, i, 13);
-  x->updated_at = num(r, i, 14);
+  x->id = ps_pg_text(a, r, i, 0);
+  x->order_id = ps_pg_text(a, r, i, 1);
+  x->user_id = ps_pg_text(a, r, i, 2);
+  x->amount = ps_pg_int(r, i, 3);
+  x->currency = ps_pg_text(a, r, i, 4);
+  x->status = ps_pg_text(a, r, i, 5);
+  x->provider = ps_pg_text(a, r, i, 6);
+  x->provider_ref = ps_pg_text(a, r, i, 7);
+  x->captured = ps_pg_int(r, i, 8);
+  x->refunded = ps_pg_int(r, i, 9);
+  x->failure_code = ps_pg_text(a, r, i, 10);
+  x->card_brand = ps_pg_text(a, r, i, 11);
+  x->card_last4 = ps_pg_text(a, r, i, 12);
+  x->created_at = ps_pg_int(r, i, 13);
+  x->updated_at = ps_pg_int(r, i, 14);
 }
 
 static int one_payment(payment_store_t *s, int q, const char *arg, ps_arena_t *a, payment_t *out) {
-  params_t p = {.n = 0};
-  p_text(&p, arg);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_text(&p, arg);
   PGresult *r = NULL;
   int rc = run(s, q, &p, &r);
   if (rc) return rc;
@@ -313,26 +215,26 @@ static int s_payment_get_by_ref(payment_store_t *s, ps_arena_t *a, const char *r
 }
 
 static int s_payment_update(payment_store_t *s, const payment_t *x) {
-  params_t p = {.n = 0};
-  p_text(&p, x->status);
-  p_text(&p, x->provider_ref ? x->provider_ref : "");
-  p_int(&p, x->captured);
-  p_int(&p, x->refunded);
-  p_text(&p, x->failure_code ? x->failure_code : "");
-  p_int(&p, x->updated_at);
-  p_text(&p, x->id);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_text(&p, x->status);
+  ps_pg_param_text(&p, x->provider_ref ? x->provider_ref : "");
+  ps_pg_param_int(&p, x->captured);
+  ps_pg_param_int(&p, x->refunded);
+  ps_pg_param_text(&p, x->failure_code ? x->failure_code : "");
+  ps_pg_param_int(&p, x->updated_at);
+  ps_pg_param_text(&p, x->id);
   return run_update(s, Q_PAY_UPDATE, &p);
 }
 
 static int s_payment_list(payment_store_t *s, ps_arena_t *a, const char *user_id,
                           const char *order_id, int64_t after_created, const char *after_id,
                           int limit, payment_t **out, int *n) {
-  params_t p = {.n = 0};
-  p_text(&p, user_id);
-  p_text(&p, order_id);
-  p_int(&p, after_created);
-  p_text(&p, after_id);
-  p_int(&p, limit);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_text(&p, user_id);
+  ps_pg_param_text(&p, order_id);
+  ps_pg_param_int(&p, after_created);
+  ps_pg_param_text(&p, after_id);
+  ps_pg_param_int(&p, limit);
   PGresult *r = NULL;
   int rc = run(s, Q_PAY_LIST, &p, &r);
   if (rc) return rc;
@@ -347,32 +249,32 @@ static int s_payment_list(payment_store_t *s, ps_arena_t *a, const char *user_id
 /* --- refunds ----------------------------------------------------------------------------- */
 
 static int s_refund_insert(payment_store_t *s, const refund_t *x) {
-  params_t p = {.n = 0};
-  p_text(&p, x->id);
-  p_text(&p, x->payment_id);
-  p_int(&p, x->amount);
-  p_text(&p, x->status);
-  p_text(&p, x->provider_ref ? x->provider_ref : "");
-  p_text(&p, x->reason ? x->reason : "");
-  p_int(&p, x->created_at);
-  p_int(&p, x->updated_at);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_text(&p, x->id);
+  ps_pg_param_text(&p, x->payment_id);
+  ps_pg_param_int(&p, x->amount);
+  ps_pg_param_text(&p, x->status);
+  ps_pg_param_text(&p, x->provider_ref ? x->provider_ref : "");
+  ps_pg_param_text(&p, x->reason ? x->reason : "");
+  ps_pg_param_int(&p, x->created_at);
+  ps_pg_param_int(&p, x->updated_at);
   return run(s, Q_REF_INSERT, &p, NULL);
 }
 
 static void read_refund(PGresult *r, int i, ps_arena_t *a, refund_t *x) {
-  x->id = txt(a, r, i, 0);
-  x->payment_id = txt(a, r, i, 1);
-  x->amount = num(r, i, 2);
-  x->status = txt(a, r, i, 3);
-  x->provider_ref = txt(a, r, i, 4);
-  x->reason = txt(a, r, i, 5);
-  x->created_at = num(r, i, 6);
-  x->updated_at = num(r, i, 7);
+  x->id = ps_pg_text(a, r, i, 0);
+  x->payment_id = ps_pg_text(a, r, i, 1);
+  x->amount = ps_pg_int(r, i, 2);
+  x->status = ps_pg_text(a, r, i, 3);
+  x->provider_ref = ps_pg_text(a, r, i, 4);
+  x->reason = ps_pg_text(a, r, i, 5);
+  x->created_at = ps_pg_int(r, i, 6);
+  x->updated_at = ps_pg_int(r, i, 7);
 }
 
 static int s_refund_get(payment_store_t *s, ps_arena_t *a, const char *id, refund_t *out) {
-  params_t p = {.n = 0};
-  p_text(&p, id);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_text(&p, id);
   PGresult *r = NULL;
   int rc = run(s, Q_REF_GET, &p, &r);
   if (rc) return rc;
@@ -383,18 +285,18 @@ static int s_refund_get(payment_store_t *s, ps_arena_t *a, const char *id, refun
 }
 
 static int s_refund_update(payment_store_t *s, const refund_t *x) {
-  params_t p = {.n = 0};
-  p_text(&p, x->status);
-  p_text(&p, x->provider_ref ? x->provider_ref : "");
-  p_int(&p, x->updated_at);
-  p_text(&p, x->id);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_text(&p, x->status);
+  ps_pg_param_text(&p, x->provider_ref ? x->provider_ref : "");
+  ps_pg_param_int(&p, x->updated_at);
+  ps_pg_param_text(&p, x->id);
   return run_update(s, Q_REF_UPDATE, &p);
 }
 
 static int s_refund_list(payment_store_t *s, ps_arena_t *a, const char *payment_id,
                          refund_t **out, int *n) {
-  params_t p = {.n = 0};
-  p_text(&p, payment_id);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_text(&p, payment_id);
   PGresult *r = NULL;
   int rc = run(s, Q_REF_LIST, &p, &r);
   if (rc) return rc;
@@ -410,9 +312,9 @@ static int s_refund_list(payment_store_t *s, ps_arena_t *a, const char *payment_
 
 static int s_idem_get(payment_store_t *s, ps_arena_t *a, const char *scope, const char *key,
                       int for_update, idem_t *out) {
-  params_t p = {.n = 0};
-  p_text(&p, scope);
-  p_text(&p, key);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_text(&p, scope);
+  ps_pg_param_text(&p, key);
   PGresult *r = NULL;
   int rc = run(s, for_update ? Q_IDEM_GET_LOCK : Q_IDEM_GET, &p, &r);
   if (rc) return rc;
@@ -420,54 +322,54 @@ static int s_idem_get(payment_store_t *s, ps_arena_t *a, const char *scope, cons
     PQclear(r);
     return PS_ENOTFOUND;
   }
-  out->scope = txt(a, r, 0, 0);
-  out->key = txt(a, r, 0, 1);
-  out->request_hash = txt(a, r, 0, 2);
-  out->resource_id = txt(a, r, 0, 3);
-  out->state = (int)num(r, 0, 4);
-  out->claimed_at = num(r, 0, 5);
-  out->response_status = (int)num(r, 0, 6);
-  out->response_type = txt(a, r, 0, 7);
-  out->response_body = txt(a, r, 0, 8);
-  out->created_at = num(r, 0, 9);
+  out->scope = ps_pg_text(a, r, 0, 0);
+  out->key = ps_pg_text(a, r, 0, 1);
+  out->request_hash = ps_pg_text(a, r, 0, 2);
+  out->resource_id = ps_pg_text(a, r, 0, 3);
+  out->state = (int)ps_pg_int(r, 0, 4);
+  out->claimed_at = ps_pg_int(r, 0, 5);
+  out->response_status = (int)ps_pg_int(r, 0, 6);
+  out->response_type = ps_pg_text(a, r, 0, 7);
+  out->response_body = ps_pg_text(a, r, 0, 8);
+  out->created_at = ps_pg_int(r, 0, 9);
   PQclear(r);
   return 0;
 }
 
 static int s_idem_insert(payment_store_t *s, const idem_t *x) {
-  params_t p = {.n = 0};
-  p_text(&p, x->scope);
-  p_text(&p, x->key);
-  p_text(&p, x->request_hash);
-  p_text(&p, x->resource_id);
-  p_int(&p, x->state);
-  p_int(&p, x->claimed_at);
-  p_int(&p, x->response_status);
-  p_text(&p, x->response_type ? x->response_type : "");
-  p_text(&p, x->response_body ? x->response_body : "");
-  p_int(&p, x->created_at);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_text(&p, x->scope);
+  ps_pg_param_text(&p, x->key);
+  ps_pg_param_text(&p, x->request_hash);
+  ps_pg_param_text(&p, x->resource_id);
+  ps_pg_param_int(&p, x->state);
+  ps_pg_param_int(&p, x->claimed_at);
+  ps_pg_param_int(&p, x->response_status);
+  ps_pg_param_text(&p, x->response_type ? x->response_type : "");
+  ps_pg_param_text(&p, x->response_body ? x->response_body : "");
+  ps_pg_param_int(&p, x->created_at);
   return run(s, Q_IDEM_INSERT, &p, NULL);
 }
 
 static int s_idem_update(payment_store_t *s, const idem_t *x) {
-  params_t p = {.n = 0};
-  p_int(&p, x->state);
-  p_int(&p, x->claimed_at);
-  p_text(&p, x->resource_id);
-  p_int(&p, x->response_status);
-  p_text(&p, x->response_type ? x->response_type : "");
-  p_text(&p, x->response_body ? x->response_body : "");
-  p_text(&p, x->scope);
-  p_text(&p, x->key);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_int(&p, x->state);
+  ps_pg_param_int(&p, x->claimed_at);
+  ps_pg_param_text(&p, x->resource_id);
+  ps_pg_param_int(&p, x->response_status);
+  ps_pg_param_text(&p, x->response_type ? x->response_type : "");
+  ps_pg_param_text(&p, x->response_body ? x->response_body : "");
+  ps_pg_param_text(&p, x->scope);
+  ps_pg_param_text(&p, x->key);
   return run_update(s, Q_IDEM_UPDATE, &p);
 }
 
 static int s_event_insert(payment_store_t *s, const char *event_id, const char *type,
                           int64_t now) {
-  params_t p = {.n = 0};
-  p_text(&p, event_id);
-  p_text(&p, type);
-  p_int(&p, now);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_text(&p, event_id);
+  ps_pg_param_text(&p, type);
+  ps_pg_param_int(&p, now);
   return run(s, Q_EVENT_INSERT, &p, NULL);
 }
 
@@ -476,45 +378,45 @@ static int s_event_insert(payment_store_t *s, const char *event_id, const char *
 static int s_audit_last(payment_store_t *s, ps_arena_t *a, int64_t *seq, const char **hash) {
   *seq = 0;
   *hash = NULL;
-  int rc = ((pg_store_t *)s)->in_tx ? run(s, Q_AUDIT_LOCK, NULL, NULL) : 0;
+  int rc = PG(s)->in_tx ? run(s, Q_AUDIT_LOCK, NULL, NULL) : 0;
   if (rc) return rc;
   PGresult *r = NULL;
   if ((rc = run(s, Q_AUDIT_LAST, NULL, &r))) return rc;
   if (PQntuples(r) > 0) {
-    *seq = num(r, 0, 0);
-    *hash = txt(a, r, 0, 1);
+    *seq = ps_pg_int(r, 0, 0);
+    *hash = ps_pg_text(a, r, 0, 1);
   }
   PQclear(r);
   return 0;
 }
 
 static int s_audit_insert(payment_store_t *s, const audit_t *e) {
-  params_t p = {.n = 0};
-  p_int(&p, e->seq);
-  p_int(&p, e->at);
-  p_text(&p, e->kind);
-  p_text(&p, e->payment_id);
-  p_text(&p, e->ref ? e->ref : "");
-  p_int(&p, e->amount);
-  p_text(&p, e->currency);
-  p_text(&p, e->prev_hash);
-  p_text(&p, e->hash);
+  ps_pg_params_t p = {.n = 0};
+  ps_pg_param_int(&p, e->seq);
+  ps_pg_param_int(&p, e->at);
+  ps_pg_param_text(&p, e->kind);
+  ps_pg_param_text(&p, e->payment_id);
+  ps_pg_param_text(&p, e->ref ? e->ref : "");
+  ps_pg_param_int(&p, e->amount);
+  ps_pg_param_text(&p, e->currency);
+  ps_pg_param_text(&p, e->prev_hash);
+  ps_pg_param_text(&p, e->hash);
   return run(s, Q_AUDIT_INSERT, &p, NULL);
 }
 
 static int s_audit_each(payment_store_t *s, ps_arena_t *a, audit_each_cb cb, void *arg) {
   int64_t after = 0;
   for (;;) {
-    params_t p = {.n = 0};
-    p_int(&p, after);
+    ps_pg_params_t p = {.n = 0};
+    ps_pg_param_int(&p, after);
     PGresult *r = NULL;
     int rc = run(s, Q_AUDIT_PAGE, &p, &r);
     if (rc) return rc;
     int rows = PQntuples(r);
     for (int i = 0; i < rows; i++) {
-      audit_t e = {.seq = num(r, i, 0), .at = num(r, i, 1), .kind = PQgetvalue(r, i, 2),
+      audit_t e = {.seq = ps_pg_int(r, i, 0), .at = ps_pg_int(r, i, 1), .kind = PQgetvalue(r, i, 2),
                    .payment_id = PQgetvalue(r, i, 3), .ref = PQgetvalue(r, i, 4),
-                   .amount = num(r, i, 5), .currency = PQgetvalue(r, i, 6),
+                   .amount = ps_pg_int(r, i, 5), .currency = PQgetvalue(r, i, 6),
                    .prev_hash = PQgetvalue(r, i, 7), .hash = PQgetvalue(r, i, 8)};
       after = e.seq;
       int stop = cb(arg, &e);
@@ -534,13 +436,13 @@ static int s_purge(payment_store_t *s, int64_t idem_before, int64_t events_befor
   const int64_t before[2] = {idem_before, events_before};
   const int q[2] = {Q_PURGE_IDEM, Q_PURGE_EVENTS};
   for (int i = 0; i < 2; i++) {
-    params_t p = {.n = 0};
-    p_int(&p, before[i]);
-    p_int(&p, limit);
+    ps_pg_params_t p = {.n = 0};
+    ps_pg_param_int(&p, before[i]);
+    ps_pg_param_int(&p, limit);
     PGresult *r = NULL;
     int rc = run(s, q[i], &p, &r);
     if (rc) return rc;
-    *n += affected(r);
+    *n += ps_pg_affected(r);
     PQclear(r);
   }
   return 0;
@@ -549,10 +451,8 @@ static int s_purge(payment_store_t *s, int64_t idem_before, int64_t events_befor
 static int s_ping(payment_store_t *s) { return run(s, Q_PING, NULL, NULL); }
 
 static void s_close(payment_store_t *s) {
-  pg_store_t *ps = (pg_store_t *)s;
-  PQfinish(ps->conn);
-  ps_free(ps->schema);
-  ps_free(ps);
+  ps_pg_close(PG(s));
+  ps_free(s);
 }
 
 static const payment_store_ops_t pg_ops = {
@@ -580,58 +480,15 @@ static const payment_store_ops_t pg_ops = {
     .close = s_close,
 };
 
-/* "relation already exists, skipping" and the like are not worth a log line. */
-static void quiet_notice(void *arg, const char *message) {}
-
-static int valid_schema(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > 48 || (s[0] >= '0' && s[0] <= '9')) return 0;
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_')) return 0;
-  return 1;
-}
-
 /* Opens the store; lazy: a database that cannot be reached now is not an error (the store
  * reconnects at its first call) and the schema is assumed to exist. */
 static int open_pg(const char *url, const char *schema, int lazy, payment_store_t **out) {
-  if (!valid_schema(schema)) return PS_ECONFIG;
-  /* A connect timeout unless the URL sets one (the URL's values come later and win): a
-   * reconnect runs on an event-loop thread and must not hang it on a black-holed host. */
-  const char *const keys[] = {"connect_timeout", "dbname", NULL};
-  const char *const values[] = {"3", url, NULL};
-  PGconn *c = PQconnectdbParams(keys, values, 1);
-  if (!c) return PS_ENOMEM;
-  PQsetNoticeProcessor(c, quiet_notice, NULL);
   pg_store_t *ps = ps_calloc(1, sizeof(*ps));
   ps->base.ops = &pg_ops;
-  ps->conn = c;
-  ps->schema = ps_strdup(schema);
-  int rc = 0;
-  if (PQstatus(c) != CONNECTION_OK) {
-    /* The message may hold the host, never the password (libpq leaves it out). */
-    ps_log_error("postgres payment store: cannot connect: %s", PQerrorMessage(c));
-    rc = PS_EUNAVAIL;
-  } else if (!lazy) {
-    /* Several replicas start at once: one of them creates the schema. */
-    size_t n = sizeof(schema_fmt) + 4 * strlen(schema) + 128;
-    char *ddl = ps_malloc(n);
-    snprintf(ddl, n, "BEGIN; SELECT pg_advisory_xact_lock(hashtext('polyshop.payment.schema'));");
-    size_t used = strlen(ddl);
-    snprintf(ddl + used, n - used, schema_fmt, schema);
-    used = strlen(ddl);
-    snprintf(ddl + used, n - used, "COMMIT;");
-    PGresult *r = PQexec(c, ddl);
-    ps_free(ddl);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-      ps_log_error("postgres payment store: creating the schema failed: %s", PQerrorMessage(c));
-      rc = err_of(r, c) == PS_EUNAVAIL ? PS_EUNAVAIL : PS_ESTORE;
-    }
-    PQclear(r);
-  }
-  if (rc == 0) rc = prepare_all(ps);
-  if (rc == PS_EUNAVAIL && lazy) rc = 0; /* ensure() connects again at the first call */
+  ps->pg = (ps_pg_t){.label = "payment store", .stmt_prefix = "pay", .sql = sql, .nsql = Q__COUNT};
+  int rc = ps_pg_open(&ps->pg, url, schema, schema_fmt, "polyshop.payment.schema", lazy);
   if (rc) {
-    s_close(&ps->base);
+    ps_free(ps);
     return rc;
   }
   *out = &ps->base;
