@@ -1,6 +1,5 @@
 /* logic.c - the order service's pure rules: the status lifecycle and who may move it, saga
- * steps, discount codes, money arithmetic in integer minor units, and the Idempotency-Key
- * format. No I/O here, so the unit tests cover all of it. */
+ * steps, discount codes, money arithmetic in integer minor units. No I/O here, so the unit tests cover all of it. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -88,17 +87,4 @@ int order_money_add(int64_t *sum, int64_t v) {
   if (v < 0 || __builtin_add_overflow(*sum, v, &r) || r > ORDER_MONEY_MAX) return PS_ERANGE;
   *sum = r;
   return 0;
-}
-
-const char *order_check_idempotency_key(const char *key) {
-  if (!key || !*key) return "the Idempotency-Key header is required";
-  size_t n = strlen(key);
-  if (n > ORDER_IDEM_KEY_MAX) return "the Idempotency-Key must have at most 255 characters";
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)key[i];
-    if (c < 0x20 || c > 0x7e) return "the Idempotency-Key must be printable ASCII";
-  }
-  if (key[0] == ' ' || key[n - 1] == ' ')
-    return "the Idempotency-Key must not start or end with a space";
-  return NULL;
 }

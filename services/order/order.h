@@ -19,7 +19,6 @@ enum {
   ORDER_QTY_MAX = 1000,
   ORDER_PRODUCT_ID_MAX = 64,
   ORDER_VARIANT_MAX = 64,
-  ORDER_IDEM_KEY_MAX = 255,
   ORDER_LIST_LIMIT_MAX = 100,
   ORDER_LIST_LIMIT_DEFAULT = 20,
   ORDER_ADDRESS_FIELD_MAX = 200,
@@ -91,10 +90,6 @@ int64_t order_discount_amount(const discount_t *d, int64_t subtotal);
 int order_line_total(int64_t unit_price, int64_t quantity, int64_t *out);
 /* *sum += v with the same range check. */
 int order_money_add(int64_t *sum, int64_t v);
-
-/* Returns NULL when key is a valid Idempotency-Key (1..255 printable ASCII characters,
- * 0x21..0x7e plus space inside), or a sentence saying what is wrong. */
-const char *order_check_idempotency_key(const char *key);
 
 /* --- service state ---------------------------------------------------------------------- */
 

@@ -6,6 +6,7 @@
 
 #include "order.h"
 #include "polyshop/error.h"
+#include "polyshop/idempotency.h"
 #include "polyshop/json.h"
 #include "polyshop/log.h"
 #include "polyshop/metrics.h"
@@ -535,12 +536,8 @@ static void handle_create(ps_req_t *req) {
   order_store_t *st = t->store;
   ps_arena_t *a = &req->arena;
   if (ps_auth_user_or_reply(req)) return;
-  const char *key = ps_req_header(req, "Idempotency-Key");
-  const char *why = order_check_idempotency_key(key);
-  if (why) {
-    ps_reply_problem(req, PS_PROBLEM_VALIDATION, "Idempotency-Key", "%s", why);
-    return;
-  }
+  const char *key;
+  if (ps_idempotency_key_or_reply(req, 1, &key)) return;
   json_t *body;
   if (ps_json_body_or_reply(req, &body) || ps_json_only_keys_or_reply(req, body, allowed)) return;
 

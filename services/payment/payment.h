@@ -12,7 +12,6 @@
 
 enum {
   PAYMENT_AMOUNT_MAX = 99999999,   /* minor units, Stripe's own ceiling (999,999.99) */
-  PAYMENT_IDEM_KEY_MAX = 255,
   PAYMENT_WEBHOOK_TOLERANCE = 300, /* seconds either side of now */
 };
 
@@ -55,8 +54,6 @@ extern const size_t payment_nroutes;
 /* --- validation (validate.c). Each returns NULL when the value is good, or a sentence
  * saying what is wrong. ------------------------------------------------------------------ */
 
-/* An Idempotency-Key: 1 to 255 visible ASCII characters (0x21..0x7e). */
-const char *payment_check_idem_key(const char *key);
 /* An ISO 4217 code we accept: three upper-case letters from the list in validate.c. */
 const char *payment_check_currency(const char *currency);
 /* A card number: 12 to 19 digits passing the Luhn check. */

@@ -12,6 +12,7 @@
 #include "ledger.h"
 #include "payment.h"
 #include "polyshop/error.h"
+#include "polyshop/idempotency.h"
 #include "polyshop/json.h"
 #include "polyshop/log.h"
 #include "polyshop/metrics.h"
@@ -145,17 +146,6 @@ static int internal_or_admin_or_reply(ps_req_t *req) {
 }
 
 static int is_admin(ps_req_t *req) { return req->claims.sub && req->claims.role == PS_ROLE_ADMIN; }
-
-static int idem_key_or_reply(ps_req_t *req, int required, const char **key) {
-  *key = ps_req_header(req, "Idempotency-Key");
-  if (!*key && !required) return 0;
-  const char *why = payment_check_idem_key(*key);
-  if (why) {
-    ps_reply_problem(req, PS_PROBLEM_VALIDATION, "Idempotency-Key", "%s", why);
-    return PS_EINVAL;
-  }
-  return 0;
-}
 
 static int check_or_reply(ps_req_t *req, const char *field, const char *why) {
   if (!why) return 0;
@@ -294,7 +284,7 @@ static void charge(ps_req_t *req, int internal) {
   payment_t p = {.status = PAYMENT_PENDING, .provider = prov->ops->name, .provider_ref = "",
                  .failure_code = "", .card_brand = "", .card_last4 = "", .created_at = now,
                  .updated_at = now};
-  if (idem_key_or_reply(req, 1, &key)) return;
+  if (ps_idempotency_key_or_reply(req, 1, &key)) return;
   if (!internal) p.user_id = req->claims.sub;
   if (charge_body_or_reply(req, internal, &p, &card, &token)) return;
   p.id = new_uuid(&req->arena);
@@ -515,7 +505,7 @@ static void handle_refund(ps_req_t *req) {
   long long amount = 0;
   int present = 0;
   json_t *body;
-  if (internal_or_admin_or_reply(req) || idem_key_or_reply(req, 0, &key)) return;
+  if (internal_or_admin_or_reply(req) || ps_idempotency_key_or_reply(req, 0, &key)) return;
   if (req->body_len == 0) {
     body = json_object(); /* no body: refund everything left */
     ps_arena_defer(&req->arena, decref_cb, body);

@@ -1,18 +1,8 @@
 /* validate.c - checks of the payment service's inputs that the core validators do not know:
- * idempotency keys, currencies, card numbers, tokens and foreign ids. */
+ * currencies, card numbers, tokens and foreign ids. */
 #include <string.h>
 
 #include "payment.h"
-
-const char *payment_check_idem_key(const char *key) {
-  if (!key || !*key) return "send an Idempotency-Key header (1 to 255 visible ASCII characters)";
-  size_t n = strlen(key);
-  if (n > PAYMENT_IDEM_KEY_MAX) return "the Idempotency-Key has more than 255 characters";
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)key[i] < 0x21 || (unsigned char)key[i] > 0x7e)
-      return "the Idempotency-Key may hold only visible ASCII characters";
-  return NULL;
-}
 
 /* The currencies we take: ISO 4217's most used, active codes. */
 static const char currencies[][4] = {

@@ -88,29 +88,10 @@ static void test_money(void **state) {
   assert_int_equal(order_money_add(&sum, -1), PS_ERANGE);
 }
 
-static void test_idempotency_key(void **state) {
-  (void)state;
-  char long_key[300];
-  assert_null(order_check_idempotency_key("abc-123"));
-  assert_null(order_check_idempotency_key("a b"));
-  assert_non_null(order_check_idempotency_key(NULL));
-  assert_non_null(order_check_idempotency_key(""));
-  assert_non_null(order_check_idempotency_key(" lead"));
-  assert_non_null(order_check_idempotency_key("tab\there"));
-  assert_non_null(order_check_idempotency_key("caf\xc3\xa9"));
-  memset(long_key, 'k', 255);
-  long_key[255] = '\0';
-  assert_null(order_check_idempotency_key(long_key));
-  long_key[255] = 'k';
-  long_key[256] = '\0';
-  assert_non_null(order_check_idempotency_key(long_key));
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_transitions), cmocka_unit_test(test_statuses_and_steps),
       cmocka_unit_test(test_discounts),   cmocka_unit_test(test_money),
-      cmocka_unit_test(test_idempotency_key),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

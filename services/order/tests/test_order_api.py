@@ -440,7 +440,7 @@ def test_malformed_json_and_auth(svc, buyer):
     assert_problem(svc.call("GET", "/api/v1/orders", token=forged), 401)
 
 
-@pytest.mark.parametrize("key", [None, "", "k" * 256, "caf\xe9", "tab\tkey"])
+@pytest.mark.parametrize("key", [None, "", "k" * 256, "caf\xe9", "tab\tkey", "with space"])
 def test_malformed_idempotency_key(svc, product_svc, buyer, key):
     p = create_product(product_svc, stock=5)
     headers = {} if key is None else {"Idempotency-Key": key}
