@@ -1,4 +1,6 @@
-/* http_auth.c - the guards a handler calls to require a signed-in user or an admin. */
+/* http_auth.c - the guards a handler calls to require a signed-in user, an admin, or another
+ * service of the shop (internal routes). */
+#include <sodium.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -39,4 +41,18 @@ int ps_auth_admin_or_reply(ps_req_t *req) {
     return PS_EFORBIDDEN;
   }
   return 0;
+}
+
+int ps_auth_internal_or_reply(ps_req_t *req, const char *internal_token) {
+  const char *tok = ps_req_header(req, "X-Internal-Token");
+  if (!tok || !internal_token || !*internal_token) return ps_auth_admin_or_reply(req);
+  /* Hash both sides and compare the digests in constant time: the time depends neither on
+   * where the first difference is nor on the secret's length. */
+  unsigned char h1[crypto_hash_sha256_BYTES], h2[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(h1, (const unsigned char *)tok, strlen(tok));
+  crypto_hash_sha256(h2, (const unsigned char *)internal_token, strlen(internal_token));
+  int same = strlen(tok) == strlen(internal_token) && sodium_memcmp(h1, h2, sizeof(h1)) == 0;
+  if (same) return 0;
+  ps_reply_problem(req, PS_PROBLEM_UNAUTHORIZED, NULL, "the internal token is not valid");
+  return PS_EAUTH;
 }

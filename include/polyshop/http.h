@@ -135,6 +135,17 @@ int ps_auth_user_or_reply(ps_req_t *req);
 /* Like ps_auth_user_or_reply, and also requires the admin role (403 otherwise). */
 int ps_auth_admin_or_reply(ps_req_t *req);
 
+/* The guard of internal routes (service-to-service calls), the same in every service:
+ *   - internal_token set and an X-Internal-Token header present: accepted when the header
+ *     equals internal_token (lengths and bytes compared in constant time); a wrong secret is
+ *     answered 401 and never retried as a bearer token, since it means a misconfiguration or
+ *     an attack;
+ *   - otherwise (no header, or no internal_token configured, when the header means nothing):
+ *     ps_auth_admin_or_reply decides, so an admin access token works too.
+ * Returns 0 when the caller may go on (req->claims is filled only when the admin token
+ * decided), or PS_EAUTH / PS_EFORBIDDEN / PS_EINTERNAL after answering. */
+int ps_auth_internal_or_reply(ps_req_t *req, const char *internal_token);
+
 /* The calling thread's event loop (struct event_base *), for services that need timers. */
 void *ps_server_thread_base(void);
 

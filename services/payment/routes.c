@@ -124,25 +124,10 @@ static void send_text(ps_req_t *req, int status, const char *ctype, const char *
   ps_reply_raw(req, status, ctype, body, strlen(body));
 }
 
-/* Constant-time comparison of two strings of possibly different lengths. */
-static int same_secret(const char *a, const char *b) {
-  unsigned char ha[crypto_hash_sha256_BYTES], hb[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(ha, (const unsigned char *)a, strlen(a));
-  crypto_hash_sha256(hb, (const unsigned char *)b, strlen(b));
-  return sodium_memcmp(ha, hb, sizeof(ha)) == 0;
-}
-
-/* The order service (X-Internal-Token equal to POLYSHOP_INTERNAL_TOKEN) or an admin. A
- * token that does not match still lets a valid admin bearer token through, so two services
- * configured with different secrets degrade to the admin check instead of failing. */
+/* The order service (X-Internal-Token) or an admin, by the core's one rule
+ * (ps_auth_internal_or_reply; docs/design.md, Authentication). */
 static int internal_or_admin_or_reply(ps_req_t *req) {
-  const char *tok = ps_req_header(req, "X-Internal-Token");
-  if (tok && SVC(req)->internal_token && same_secret(tok, SVC(req)->internal_token)) return 0;
-  if (tok && !ps_req_header(req, "Authorization")) {
-    ps_reply_problem(req, PS_PROBLEM_UNAUTHORIZED, NULL, "the internal token is not valid");
-    return PS_EAUTH;
-  }
-  return ps_auth_admin_or_reply(req);
+  return ps_auth_internal_or_reply(req, SVC(req)->internal_token);
 }
 
 static int is_admin(ps_req_t *req) { return req->claims.sub && req->claims.role == PS_ROLE_ADMIN; }

@@ -42,20 +42,11 @@ static void reply_store_error(ps_req_t *req, int rc) {
   ps_reply_error(req, rc, rc == PS_ENOTFOUND ? "no product has this id" : NULL);
 }
 
-/* Internal routes accept either the shared secret of the service mesh (X-Internal-Token,
- * equal to POLYSHOP_INTERNAL_TOKEN when that is set) or an admin access token. A wrong
- * secret is refused outright, never retried as a token. */
+/* Internal routes: the shared secret (X-Internal-Token) or an admin token, by the core's one
+ * rule (ps_auth_internal_or_reply; docs/design.md, Authentication). */
 static int internal_or_reply(ps_req_t *req) {
   const product_service_t *svc = req->service_ctx;
-  const char *tok = ps_req_header(req, "X-Internal-Token");
-  if (tok && svc->internal_token) {
-    size_t n = strlen(tok);
-    if (n == strlen(svc->internal_token) && sodium_memcmp(tok, svc->internal_token, n) == 0)
-      return 0;
-    ps_reply_problem(req, PS_PROBLEM_UNAUTHORIZED, NULL, "the internal token is not valid");
-    return PS_EAUTH;
-  }
-  return ps_auth_admin_or_reply(req);
+  return ps_auth_internal_or_reply(req, svc->internal_token);
 }
 
 /* --- GET /api/v1/products --------------------------------------------------------------- */
