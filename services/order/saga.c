@@ -16,6 +16,7 @@
 #include "polyshop/json.h"
 #include "polyshop/log.h"
 #include "polyshop/metrics.h"
+#include "polyshop/timestamp.h"
 
 int64_t order_now(void) { return (int64_t)time(NULL); }
 
@@ -219,12 +220,14 @@ json_t *order_json(const order_t *o) {
   }
   json_t *address = json_loads(o->address ? o->address : "{}", 0, NULL);
   if (!address) address = json_object();
-  return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s?, s:o, s:o, s:I, s:I}", "order_id",
+  char created[PS_TIME_RFC3339_SIZE], updated[PS_TIME_RFC3339_SIZE];
+  return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s?, s:o, s:o, s:s, s:s}", "order_id",
                    o->id, "status", o->status, "payment_status", o->payment_status, "subtotal",
                    (json_int_t)o->subtotal, "discount", (json_int_t)o->discount, "total",
                    (json_int_t)o->total, "currency", o->currency, "discount_code",
                    o->discount_code, "address", address, "items", items, "created_at",
-                   (json_int_t)o->created_at, "updated_at", (json_int_t)o->updated_at);
+                   ps_time_rfc3339_buf(created, o->created_at), "updated_at",
+                   ps_time_rfc3339_buf(updated, o->updated_at));
 }
 
 void order_event(ps_arena_t *a, order_change_t *c, const char *type, const order_t *o,

@@ -9,6 +9,7 @@
 #include "polyshop/json.h"
 #include "polyshop/log.h"
 #include "polyshop/problem.h"
+#include "polyshop/timestamp.h"
 #include "user.h"
 
 #define SVC(req) ((user_service_t *)(req)->service_ctx)
@@ -21,15 +22,6 @@ enum { PROFILE_MAX_KEYS = 50, PROFILE_MAX_VALUE = 1000, PROFILE_MAX_BYTES = 1638
 /* --- small helpers ---------------------------------------------------------------------- */
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
-
-static char *iso_time(ps_arena_t *a, int64_t t) {
-  time_t tt = (time_t)t;
-  struct tm tm;
-  gmtime_r(&tt, &tm);
-  char *s = ps_arena_alloc(a, 24);
-  strftime(s, 24, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return s;
-}
 
 /* A random version-4 UUID. */
 static char *new_uuid(ps_arena_t *a) {
@@ -69,8 +61,8 @@ static json_t *parse_object(const char *text) {
 static json_t *user_json(ps_arena_t *a, const user_t *u) {
   return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "id", u->id, "email", u->email, "role",
                    u->role, "name", u->name ? u->name : "", "profile", parse_object(u->profile),
-                   "created_at", iso_time(a, u->created_at), "updated_at",
-                   iso_time(a, u->updated_at));
+                   "created_at", ps_time_rfc3339(a, u->created_at), "updated_at",
+                   ps_time_rfc3339(a, u->updated_at));
 }
 
 static const char *client_address(ps_req_t *req) {

@@ -1,4 +1,5 @@
-/* test_shop_rules.c - the rules every service shares: the Idempotency-Key format. */
+/* test_shop_rules.c - the rules every service shares: the Idempotency-Key format and RFC 3339
+ * timestamps. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +7,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "polyshop/arena.h"
 #include "polyshop/idempotency.h"
+#include "polyshop/timestamp.h"
 
 static void test_idempotency_key(void **state) {
   (void)state;
@@ -29,9 +32,25 @@ static void test_idempotency_key(void **state) {
   assert_non_null(ps_idempotency_key_check("caf\xc3\xa9"));
 }
 
+static void test_rfc3339(void **state) {
+  (void)state;
+  char buf[PS_TIME_RFC3339_SIZE];
+  assert_string_equal(ps_time_rfc3339_buf(buf, 0), "1970-01-01T00:00:00Z");
+  assert_string_equal(ps_time_rfc3339_buf(buf, 1795551466), "2026-11-24T20:17:46Z");
+  assert_string_equal(ps_time_rfc3339_buf(buf, 951782400), "2000-02-29T00:00:00Z");
+  assert_string_equal(ps_time_rfc3339_buf(buf, -1), "1969-12-31T23:59:59Z");
+  assert_string_equal(ps_time_rfc3339_buf(buf, INT64_MAX), "9999-12-31T23:59:59Z");
+  assert_string_equal(ps_time_rfc3339_buf(buf, INT64_MIN), "0000-01-01T00:00:00Z");
+  ps_arena_t a;
+  ps_arena_init(&a);
+  assert_string_equal(ps_time_rfc3339(&a, 1764547200), "2025-12-01T00:00:00Z");
+  ps_arena_reset(&a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_idempotency_key),
+      cmocka_unit_test(test_rfc3339),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

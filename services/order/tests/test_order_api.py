@@ -4,6 +4,7 @@ here that speaks its internal API and can be made slow or declined). Checks the 
 end to end: happy path, bad input, idempotency under concurrency, no overselling, declines,
 a dead or slow payment service, a crash at every step of the saga, cancel, the admin
 lifecycle and the outbox relay."""
+import calendar
 import concurrent.futures
 import json
 import os
@@ -337,6 +338,12 @@ def test_happy_path(svc, product_svc, payments, buyer):
     got = svc.call("GET", "/api/v1/orders/" + o["order_id"], token=buyer)
     assert got.status == 200 and got.json["order_id"] == o["order_id"]
     assert got.json["address"] == ADDRESS and len(got.json["items"]) == 2
+    # Timestamps are RFC 3339 UTC strings, like every service's, and close to now.
+    for field in ("created_at", "updated_at"):
+        at = got.json[field]
+        assert isinstance(at, str) and len(at) == 20 and at.endswith("Z"), at
+        t = calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ"))
+        assert abs(t - time.time()) < 600, at
     # An admin sees it too.
     assert svc.call("GET", "/api/v1/orders/" + o["order_id"], token=ADMIN).status == 200
 
