@@ -65,7 +65,7 @@ int64_t order_discount_amount(const discount_t *d, int64_t subtotal) {
   if (!d || subtotal <= 0 || subtotal < d->min_subtotal) return 0;
   int64_t off;
   if (d->kind == DISCOUNT_PERCENT) {
-    /* subtotal <= ORDER_MONEY_MAX (10^15) and value <= 100: the product fits in 64 bits. */
+    /* subtotal <= PS_MONEY_MAX and value <= 100: the product fits in 64 bits. */
     int64_t pct = d->value < 0 ? 0 : d->value > 100 ? 100 : d->value;
     off = subtotal * pct / 100;
   } else {
@@ -77,14 +77,14 @@ int64_t order_discount_amount(const discount_t *d, int64_t subtotal) {
 int order_line_total(int64_t unit_price, int64_t quantity, int64_t *out) {
   if (unit_price < 0 || quantity < 0) return PS_ERANGE;
   int64_t r;
-  if (__builtin_mul_overflow(unit_price, quantity, &r) || r > ORDER_MONEY_MAX) return PS_ERANGE;
+  if (__builtin_mul_overflow(unit_price, quantity, &r) || r > PS_MONEY_MAX) return PS_ERANGE;
   *out = r;
   return 0;
 }
 
 int order_money_add(int64_t *sum, int64_t v) {
   int64_t r;
-  if (v < 0 || __builtin_add_overflow(*sum, v, &r) || r > ORDER_MONEY_MAX) return PS_ERANGE;
+  if (v < 0 || __builtin_add_overflow(*sum, v, &r) || r > PS_MONEY_MAX) return PS_ERANGE;
   *sum = r;
   return 0;
 }

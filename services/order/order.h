@@ -11,6 +11,7 @@
 #include "polyshop/auth.h"
 #include "polyshop/client.h"
 #include "polyshop/http.h"
+#include "polyshop/money.h"
 #include "store.h"
 
 /* Limits of an order request, documented in docs/order.md. */
@@ -85,8 +86,8 @@ const discount_t *order_discount_find(const discount_t *table, size_t n, const c
 int64_t order_discount_amount(const discount_t *d, int64_t subtotal);
 
 /* line = unit_price * quantity. Returns 0, or PS_ERANGE when a value is negative or the
- * product overflows (or passes ORDER_MONEY_MAX). */
-#define ORDER_MONEY_MAX ((int64_t)1000000000000000LL) /* 10^15 minor units */
+ * product passes PS_MONEY_MAX (money.h: the most one payment can take, so an order that
+ * could never be charged is refused before any stock is reserved). */
 int order_line_total(int64_t unit_price, int64_t quantity, int64_t *out);
 /* *sum += v with the same range check. */
 int order_money_add(int64_t *sum, int64_t v);

@@ -388,7 +388,10 @@ static int price_or_reply(ps_req_t *req, const item_in_t *in, size_t n, order_t 
     it->quantity = in[i].quantity;
     if (order_line_total(price, in[i].quantity, &it->line_total) ||
         order_money_add(&o->subtotal, it->line_total)) {
-      ps_reply_problem(req, PS_PROBLEM_UNPROCESSABLE, "items", "the order total is too large");
+      ps_reply_problem(req, PS_PROBLEM_UNPROCESSABLE, "items",
+                       "the order comes to more than %lld minor units of %s, the most one "
+                       "payment can take; split it into smaller orders",
+                       (long long)PS_MONEY_MAX, o->currency);
       return PS_ERANGE;
     }
   }

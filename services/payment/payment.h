@@ -11,7 +11,6 @@
 #include "store.h"
 
 enum {
-  PAYMENT_AMOUNT_MAX = 99999999,   /* minor units, Stripe's own ceiling (999,999.99) */
   PAYMENT_WEBHOOK_TOLERANCE = 300, /* seconds either side of now */
 };
 
@@ -54,7 +53,7 @@ extern const size_t payment_nroutes;
 /* --- validation (validate.c). Each returns NULL when the value is good, or a sentence
  * saying what is wrong. ------------------------------------------------------------------ */
 
-/* An ISO 4217 code we accept: three upper-case letters from the list in validate.c. */
+/* An ISO 4217 code the shop takes (ps_currency_valid, the list in lib/money.c). */
 const char *payment_check_currency(const char *currency);
 /* A card number: 12 to 19 digits passing the Luhn check. */
 const char *payment_check_card_number(const char *number);

@@ -16,6 +16,7 @@
 #include "polyshop/json.h"
 #include "polyshop/log.h"
 #include "polyshop/metrics.h"
+#include "polyshop/money.h"
 #include "polyshop/problem.h"
 
 #define SVC(req) ((payment_service_t *)(req)->service_ctx)
@@ -184,7 +185,7 @@ static int charge_body_or_reply(ps_req_t *req, int internal, payment_t *p,
       ps_json_only_keys_or_reply(req, body, internal ? allowed_internal : allowed_public) ||
       ps_json_str_or_reply(req, body, "order_id", 1, 64, &p->order_id) ||
       check_or_reply(req, "order_id", payment_check_ref(p->order_id) ? "order_id may hold only letters, digits and _ - . :" : NULL) ||
-      ps_json_int_or_reply(req, body, "amount", 1, PAYMENT_AMOUNT_MAX, &amount) ||
+      ps_json_int_or_reply(req, body, "amount", 1, PS_MONEY_MAX, &amount) ||
       ps_json_str_or_reply(req, body, "currency", 3, 3, &p->currency) ||
       check_or_reply(req, "currency", payment_check_currency(p->currency)) ||
       ps_json_object_or_reply(req, body, "payment_method", &pm) ||
@@ -495,7 +496,7 @@ static void handle_refund(ps_req_t *req) {
     body = json_object(); /* no body: refund everything left */
     ps_arena_defer(&req->arena, decref_cb, body);
   } else if (ps_json_body_or_reply(req, &body) || ps_json_only_keys_or_reply(req, body, allowed) ||
-             ps_json_opt_int_or_reply(req, body, "amount", 1, PAYMENT_AMOUNT_MAX, &amount, &present) ||
+             ps_json_opt_int_or_reply(req, body, "amount", 1, PS_MONEY_MAX, &amount, &present) ||
              ps_json_opt_str_or_reply(req, body, "reason", 0, 500, &reason)) {
     return;
   }

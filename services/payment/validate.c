@@ -3,20 +3,11 @@
 #include <string.h>
 
 #include "payment.h"
-
-/* The currencies we take: ISO 4217's most used, active codes. */
-static const char currencies[][4] = {
-    "AED", "ARS", "AUD", "BGN", "BRL", "CAD", "CHF", "CLP", "CNY", "COP", "CZK", "DKK",
-    "EGP", "EUR", "GBP", "HKD", "HUF", "IDR", "ILS", "INR", "ISK", "JPY", "KES", "KRW",
-    "MAD", "MXN", "MYR", "NGN", "NOK", "NZD", "PEN", "PHP", "PKR", "PLN", "QAR", "RON",
-    "RSD", "SAR", "SEK", "SGD", "THB", "TRY", "TWD", "UAH", "USD", "VND", "ZAR",
-};
+#include "polyshop/money.h"
 
 const char *payment_check_currency(const char *c) {
-  if (!c || strlen(c) != 3) return "currency must be an ISO 4217 code such as EUR";
-  for (size_t i = 0; i < sizeof(currencies) / sizeof(currencies[0]); i++)
-    if (strcmp(currencies[i], c) == 0) return NULL;
-  return "currency must be an upper-case ISO 4217 code we accept (EUR, USD, GBP, ...)";
+  if (ps_currency_valid(c)) return NULL;
+  return "currency must be an upper-case ISO 4217 code the shop takes (EUR, USD, GBP, ...)";
 }
 
 const char *payment_check_card_number(const char *n) {

@@ -8,10 +8,10 @@
 
 #include "polyshop/arena.h"
 #include "polyshop/http.h"
+#include "polyshop/money.h"
 
 /* Limits of a product, checked by product_validate and documented in docs/product.md. */
 enum {
-  PRODUCT_PRICE_MAX = 1000000000,   /* minor units */
   PRODUCT_STOCK_MAX = 10000000,
   PRODUCT_SKU_MAX = 64,
   PRODUCT_NAME_MAX = 200,

@@ -157,19 +157,19 @@ static void handle_list(ps_req_t *req) {
   }
   long long n;
   if (p.price_min) {
-    if (parse_int_param(p.price_min, 0, PRODUCT_PRICE_MAX, &n)) {
+    if (parse_int_param(p.price_min, 0, PS_MONEY_MAX, &n)) {
       ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "price_min",
-                       "price_min must be a whole number of minor units, 0 to %d",
-                       PRODUCT_PRICE_MAX);
+                       "price_min must be a whole number of minor units, 0 to %lld",
+                       (long long)PS_MONEY_MAX);
       return;
     }
     q.price_min = n;
   }
   if (p.price_max) {
-    if (parse_int_param(p.price_max, 0, PRODUCT_PRICE_MAX, &n)) {
+    if (parse_int_param(p.price_max, 0, PS_MONEY_MAX, &n)) {
       ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "price_max",
-                       "price_max must be a whole number of minor units, 0 to %d",
-                       PRODUCT_PRICE_MAX);
+                       "price_max must be a whole number of minor units, 0 to %lld",
+                       (long long)PS_MONEY_MAX);
       return;
     }
     q.price_max = n;

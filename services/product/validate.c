@@ -171,7 +171,7 @@ static int check_variants(vctx_t *v, json_t *j, product_in_t *out) {
     if ((rc = get_int(v, x, "stock", f, 0, PRODUCT_STOCK_MAX, &vi->stock)) < 0) return rc;
     f = ps_arena_sprintf(v->a, "%s.price", base);
     vi->price = -1;
-    if ((rc = get_int(v, x, "price", f, 0, PRODUCT_PRICE_MAX, &vi->price)) < 0) return rc;
+    if ((rc = get_int(v, x, "price", f, 0, PS_MONEY_MAX, &vi->price)) < 0) return rc;
     json_t *attrs = json_object_get(x, "attributes");
     vi->attributes = "{}";
     if (attrs && !json_is_null(attrs)) {
@@ -180,13 +180,6 @@ static int check_variants(vctx_t *v, json_t *j, product_in_t *out) {
     }
   }
   return 0;
-}
-
-static int currency_ok(const char *s) {
-  if (strlen(s) != 3) return 0;
-  for (int i = 0; i < 3; i++)
-    if (s[i] < 'A' || s[i] > 'Z') return 0;
-  return 1;
 }
 
 static int nonblank(const char *s) {
@@ -263,13 +256,13 @@ int product_validate(json_t *body, int partial, ps_arena_t *a, product_in_t *out
                   "kind must be one of phone, laptop, electronics, clothing, shoes, food, "
                   "drink, book, home, other");
   }
-  if ((out->fields & PF_CURRENCY) && !currency_ok(out->currency))
-    return fail(&v, "currency", "currency must be an ISO 4217 code: three capital letters");
+  if ((out->fields & PF_CURRENCY) && !ps_currency_valid(out->currency))
+    return fail(&v, "currency", "currency must be an upper-case ISO 4217 code the shop takes (EUR, USD, GBP, ...)");
   if ((out->fields & PF_CATEGORY) && !product_sku_ok(out->category))
     return fail(&v, "category", "category must be a category slug");
   if (!(out->fields & PF_DESCRIPTION) && !partial) out->description = "";
 
-  int rc = get_int(&v, body, "price", "price", 0, PRODUCT_PRICE_MAX, &out->price);
+  int rc = get_int(&v, body, "price", "price", 0, PS_MONEY_MAX, &out->price);
   if (rc < 0) return rc;
   if (rc == 1) out->fields |= PF_PRICE;
   else if (json_is_null(json_object_get(body, "price")) || !partial)

@@ -1,5 +1,5 @@
-/* test_shop_rules.c - the rules every service shares: the Idempotency-Key format and RFC 3339
- * timestamps. */
+/* test_shop_rules.c - the rules every service shares: the Idempotency-Key format, RFC 3339
+ * timestamps, currencies and the money limit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 
 #include "polyshop/arena.h"
 #include "polyshop/idempotency.h"
+#include "polyshop/money.h"
 #include "polyshop/timestamp.h"
 
 static void test_idempotency_key(void **state) {
@@ -47,10 +48,35 @@ static void test_rfc3339(void **state) {
   ps_arena_reset(&a);
 }
 
+static void test_money(void **state) {
+  (void)state;
+  assert_true(ps_currency_valid("EUR"));
+  assert_true(ps_currency_valid("USD"));
+  assert_true(ps_currency_valid("JPY"));
+  assert_true(ps_currency_valid("AED")); /* first and last of the list */
+  assert_true(ps_currency_valid("ZAR"));
+  assert_false(ps_currency_valid("eur"));
+  assert_false(ps_currency_valid("EURO"));
+  assert_false(ps_currency_valid("EU"));
+  assert_false(ps_currency_valid("XYZ"));
+  assert_false(ps_currency_valid(""));
+  assert_false(ps_currency_valid(NULL));
+  /* The list is sorted and every entry is three capital letters. */
+  for (size_t i = 0; ps_currencies[i]; i++) {
+    assert_int_equal(strlen(ps_currencies[i]), 3);
+    if (i) assert_true(strcmp(ps_currencies[i - 1], ps_currencies[i]) < 0);
+  }
+  /* Eight digits: fits a card processor's single charge and never overflows a sum of 100
+   * lines of 1000 items each. */
+  assert_true(PS_MONEY_MAX == 99999999);
+  assert_true(PS_MONEY_MAX * 1000 * 100 < INT64_MAX);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_idempotency_key),
       cmocka_unit_test(test_rfc3339),
+      cmocka_unit_test(test_money),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,13 +77,15 @@ static void test_money(void **state) {
   assert_int_equal(order_line_total(1999, 3, &line), 0);
   assert_int_equal(line, 5997);
   assert_int_equal(order_line_total(INT64_MAX / 2, 3, &line), PS_ERANGE);
-  assert_int_equal(order_line_total(ORDER_MONEY_MAX, 2, &line), PS_ERANGE);
+  assert_int_equal(order_line_total(PS_MONEY_MAX, 2, &line), PS_ERANGE);
+  assert_int_equal(order_line_total(PS_MONEY_MAX, 1, &line), 0); /* the limit itself is fine */
+  assert_int_equal(order_line_total(PS_MONEY_MAX / 2 + 1, 2, &line), PS_ERANGE);
   assert_int_equal(order_line_total(-1, 2, &line), PS_ERANGE);
   assert_int_equal(order_line_total(5, -2, &line), PS_ERANGE);
   assert_int_equal(order_money_add(&sum, 100), 0);
   assert_int_equal(order_money_add(&sum, 250), 0);
   assert_int_equal(sum, 350);
-  assert_int_equal(order_money_add(&sum, ORDER_MONEY_MAX), PS_ERANGE);
+  assert_int_equal(order_money_add(&sum, PS_MONEY_MAX), PS_ERANGE);
   assert_int_equal(sum, 350);
   assert_int_equal(order_money_add(&sum, -1), PS_ERANGE);
 }

@@ -348,6 +348,20 @@ def test_happy_path(svc, product_svc, payments, buyer):
     assert svc.call("GET", "/api/v1/orders/" + o["order_id"], token=ADMIN).status == 200
 
 
+def test_total_above_the_money_limit_is_refused_before_reserving(svc, product_svc, buyer):
+    # 99,999,999 minor units is the most one payment can take (money.h): the most expensive
+    # product once is fine to price, twice is refused with 422 and nothing is reserved.
+    p = create_product(product_svc, stock=5, price=99_999_999)
+    r = place(svc, buyer, [{"product_id": p["id"], "quantity": 2}])
+    assert_problem(r, 422, field="items")
+    assert "99999999" in r.json["detail"], r.json
+    assert stock_of(product_svc, p["id"]) == 5
+    # the product service refuses a price above the limit in the first place
+    body = {"sku": "O-" + os.urandom(5).hex(), "name": "Too dear", "kind": "food", "brand": "Testco",
+            "category": "snacks", "price": 100_000_000, "currency": "EUR", "stock": 1}
+    assert_problem(product_svc.call("POST", "/api/v1/products", body, token=ADMIN), 400, field="price")
+
+
 def test_flat_discount_and_variants(svc, product_svc, buyer):
     p = create_product(product_svc, variants=[
         {"sku": "TEE-S", "attributes": {"size": "S"}, "stock": 4},

@@ -206,7 +206,7 @@ BAD_QUERIES = [
     ({"limit": "0"}, "limit"), ({"limit": "101"}, "limit"), ({"limit": "ten"}, "limit"),
     ({"limit": "5.5"}, "limit"), ({"sort": "cheapest"}, "sort"), ({"sort": "price desc"}, "sort"),
     ({"price_min": "-1"}, "price_min"), ({"price_min": "abc"}, "price_min"),
-    ({"price_max": "1000000001"}, "price_max"), ({"price_min": "500", "price_max": "100"}, "price_min"),
+    ({"price_max": "100000000"}, "price_max"), ({"price_min": "500", "price_max": "100"}, "price_min"),
     ({"in_stock": "maybe"}, "in_stock"), ({"cursor": "garbage!"}, "cursor"),
     ({"cursor": "eyIkZ3QiOiIifQ"}, "cursor"), ({"brand[$ne]": "x"}, "brand[$ne]"),
     ({"price[$gt]": "0"}, "price[$gt]"), ({"$where": "1"}, "$where"), ({"color": "red"}, "color"),
@@ -356,10 +356,11 @@ def test_writes_need_an_admin(svc, catalog):
 
 
 BAD_BODIES = [
-    ({"price": -1}, "price"), ({"price": 1000000001}, "price"), ({"price": 10 ** 30}, None),
+    ({"price": -1}, "price"), ({"price": 100000000}, "price"), ({"price": 10 ** 30}, None),
     ({"price": 12.5}, "price"), ({"price": "12"}, "price"), ({"price": None}, "price"),
     ({"stock": -1}, "stock"), ({"stock": 10000001}, "stock"), ({"stock": True}, "stock"),
     ({"currency": "eur"}, "currency"), ({"currency": "EURO"}, "currency"), ({"currency": 978}, "currency"),
+    ({"currency": "XYZ"}, "currency"), ({"variants": [{"sku": "V", "price": 100000000}]}, "variants[0].price"),
     ({"kind": "spaceship"}, "kind"), ({"category": "no-such"}, "category"),
     ({"name": ""}, "name"), ({"name": "x" * 201}, "name"), ({"name": ["a"]}, "name"),
     ({"sku": "has space"}, "sku"), ({"brand": {"x": 1}}, "brand"),
