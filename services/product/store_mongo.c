@@ -33,6 +33,7 @@
 #include "polyshop/error.h"
 #include "polyshop/json.h"
 #include "polyshop/log.h"
+#include "polyshop/timestamp.h"
 #include "store.h"
 
 typedef struct {
@@ -222,8 +223,10 @@ static void product_out(const bson_t *d, bson_t *out) {
   if (bson_iter_init_find(&it, d, "_id")) bson_append_iter(out, "id", -1, &it);
   for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
     if (bson_iter_init_find(&it, d, keys[i])) bson_append_iter(out, keys[i], -1, &it);
-  BSON_APPEND_INT64(out, "created_at", int_of(d, "created_ms") / 1000);
-  BSON_APPEND_INT64(out, "updated_at", int_of(d, "updated_at"));
+  /* RFC 3339 like every public timestamp of the shop (timestamp.h). */
+  char created[PS_TIME_RFC3339_SIZE], updated[PS_TIME_RFC3339_SIZE];
+  BSON_APPEND_UTF8(out, "created_at", ps_time_rfc3339_buf(created, int_of(d, "created_ms") / 1000));
+  BSON_APPEND_UTF8(out, "updated_at", ps_time_rfc3339_buf(updated, int_of(d, "updated_at")));
 }
 
 /* BSON to jansson, for the value types our documents hold. */

@@ -89,8 +89,9 @@ static const char schema[] =
   " ELSE json_object('sku',v.sku,'attributes',json(v.attributes),'stock',v.stock,"            \
   "'price',v.price) END) FROM (SELECT * FROM variants WHERE product_id = p.id"                \
   " ORDER BY position) v)),"                                                                  \
-  "'images',json(p.images),'popularity',p.popularity,'created_at',p.created_ms / 1000,"       \
-  "'updated_at',p.updated_at)"
+  "'images',json(p.images),'popularity',p.popularity,"                                        \
+  "'created_at',strftime('%Y-%m-%dT%H:%M:%SZ',p.created_ms / 1000,'unixepoch'),"              \
+  "'updated_at',strftime('%Y-%m-%dT%H:%M:%SZ',p.updated_at,'unixepoch'))"
 
 /* The product_attrs rows of the products p for which cond holds. */
 #define ATTRS_FILL_SQL(cond)                                                                  \

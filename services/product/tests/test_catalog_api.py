@@ -150,7 +150,7 @@ def test_sorts_page_through_everything_in_order(svc, catalog, sort):
     key, rev = SORTS[sort]
     got = fetch_all(svc, {"sort": sort}, limit=37)
     assert len(got) == len(catalog)
-    if sort == "newest":  # created_at in the document is seconds; the store sorts by ms
+    if sort == "newest":  # created_at in the document has whole seconds; the store sorts by ms
         assert [p["created_at"] for p in got] == sorted((p["created_at"] for p in got), reverse=True)
     else:
         assert [p["id"] for p in got] == [p["id"] for p in sorted(catalog, key=key, reverse=rev)]
