@@ -79,3 +79,46 @@ char *ps_sqlite_text(ps_arena_t *a, sqlite3_stmt *stmt, int i) {
   const unsigned char *t = sqlite3_column_text(stmt, i);
   return ps_arena_strndup(a, t ? (const char *)t : "", t ? (size_t)sqlite3_column_bytes(stmt, i) : 0);
 }
+
+int ps_sqlite_prepare_all(sqlite3 *db, const char *const *sql, int n, sqlite3_stmt **st) {
+  for (int i = 0; i < n; i++) {
+    if (!(st[i] = ps_sqlite_prepare(db, sql[i]))) {
+      ps_sqlite_finalize_all(st, i);
+      return PS_ESTORE;
+    }
+  }
+  return 0;
+}
+
+void ps_sqlite_finalize_all(sqlite3_stmt **st, int n) {
+  for (int i = 0; i < n; i++) {
+    sqlite3_finalize(st[i]); /* NULL is a no-op */
+    st[i] = NULL;
+  }
+}
+
+sqlite3_stmt *ps_sqlite_fresh(sqlite3_stmt *st) {
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return st;
+}
+
+void ps_sqlite_bind_text(sqlite3_stmt *st, int i, const char *v) {
+  if (v)
+    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+int ps_sqlite_exec_done(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  int err = rc == SQLITE_DONE ? 0 : ps_sqlite_err(rc);
+  if (err && err != PS_EEXISTS)
+    ps_log_warn("sqlite: \"%.80s\": %s", sqlite3_sql(st), sqlite3_errmsg(sqlite3_db_handle(st)));
+  sqlite3_reset(st);
+  return err;
+}
+
+const char *ps_sqlite_text_or_null(ps_arena_t *a, sqlite3_stmt *stmt, int i) {
+  return sqlite3_column_type(stmt, i) == SQLITE_NULL ? NULL : ps_sqlite_text(a, stmt, i);
+}

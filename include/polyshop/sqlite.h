@@ -23,6 +23,24 @@ int ps_sqlite_err(int rc);
  * after logging the error (a bug in our SQL). */
 sqlite3_stmt *ps_sqlite_prepare(sqlite3 *db, const char *sql);
 
+/* Prepares n statements for the life of the connection into st[0..n-1]; returns 0, or
+ * PS_ESTORE after finalizing those already prepared. */
+int ps_sqlite_prepare_all(sqlite3 *db, const char *const *sql, int n, sqlite3_stmt **st);
+void ps_sqlite_finalize_all(sqlite3_stmt **st, int n);
+
+/* Resets a prepared statement and clears its bindings; returns it, ready to bind. */
+sqlite3_stmt *ps_sqlite_fresh(sqlite3_stmt *st);
+
+/* Binds text that stays valid until the statement runs; NULL binds SQL NULL. */
+void ps_sqlite_bind_text(sqlite3_stmt *st, int i, const char *v);
+
+/* Runs a statement that returns no rows, then resets it. Returns 0 or a PS_E* code (see
+ * ps_sqlite_err); failures other than a unique violation are logged with the SQL. */
+int ps_sqlite_exec_done(sqlite3_stmt *st);
+
+/* Text column i as a copy in the arena, or NULL for SQL NULL. */
+const char *ps_sqlite_text_or_null(ps_arena_t *a, sqlite3_stmt *stmt, int i);
+
 /* Text column i of stmt as a copy in the arena ("" for NULL). */
 char *ps_sqlite_text(ps_arena_t *a, sqlite3_stmt *stmt, int i);
 #endif

@@ -90,34 +90,12 @@ typedef struct {
 } sqlite_store_t;
 
 static sqlite3_stmt *stmt(order_store_t *s, int q) {
-  sqlite3_stmt *st = ((sqlite_store_t *)s)->st[q];
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return st;
+  return ps_sqlite_fresh(((sqlite_store_t *)s)->st[q]);
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *v) {
-  if (v)
-    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-  else
-    sqlite3_bind_null(st, i);
-}
-
-static int exec_done(sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  int err = rc == SQLITE_DONE ? 0 : ps_sqlite_err(rc);
-  sqlite3_reset(st);
-  return err;
-}
-
-static int begin(order_store_t *s) { return exec_done(stmt(s, Q_BEGIN)); }
-static int commit(order_store_t *s) { return exec_done(stmt(s, Q_COMMIT)); }
-static void rollback(order_store_t *s) { exec_done(stmt(s, Q_ROLLBACK)); }
-
-/* A nullable text column: NULL stays NULL. */
-static const char *opt_text(ps_arena_t *a, sqlite3_stmt *st, int i) {
-  return sqlite3_column_type(st, i) == SQLITE_NULL ? NULL : ps_sqlite_text(a, st, i);
-}
+static int begin(order_store_t *s) { return ps_sqlite_exec_done(stmt(s, Q_BEGIN)); }
+static int commit(order_store_t *s) { return ps_sqlite_exec_done(stmt(s, Q_COMMIT)); }
+static void rollback(order_store_t *s) { ps_sqlite_exec_done(stmt(s, Q_ROLLBACK)); }
 
 static void read_order_row(sqlite3_stmt *st, ps_arena_t *a, order_t *o) {
   memset(o, 0, sizeof(*o));
@@ -130,23 +108,23 @@ static void read_order_row(sqlite3_stmt *st, ps_arena_t *a, order_t *o) {
   o->discount = sqlite3_column_int64(st, 6);
   o->total = sqlite3_column_int64(st, 7);
   o->currency = ps_sqlite_text(a, st, 8);
-  o->discount_code = opt_text(a, st, 9);
+  o->discount_code = ps_sqlite_text_or_null(a, st, 9);
   o->address = ps_sqlite_text(a, st, 10);
   o->payment_method = ps_sqlite_text(a, st, 11);
   o->reservation_id = ps_sqlite_text(a, st, 12);
-  o->payment_id = opt_text(a, st, 13);
+  o->payment_id = ps_sqlite_text_or_null(a, st, 13);
   o->idempotency_key = ps_sqlite_text(a, st, 14);
   o->request_hash = ps_sqlite_text(a, st, 15);
   o->response_status = sqlite3_column_int(st, 16);
-  o->response_body = opt_text(a, st, 17);
-  o->failure = opt_text(a, st, 18);
+  o->response_body = ps_sqlite_text_or_null(a, st, 17);
+  o->failure = ps_sqlite_text_or_null(a, st, 18);
   o->created_at = sqlite3_column_int64(st, 19);
   o->updated_at = sqlite3_column_int64(st, 20);
 }
 
 static int load_items(order_store_t *s, ps_arena_t *a, order_t *o) {
   sqlite3_stmt *st = stmt(s, Q_ITEMS);
-  bind_text(st, 1, o->id);
+  ps_sqlite_bind_text(st, 1, o->id);
   size_t cap = 8, n = 0;
   order_item_t *items = ps_arena_alloc(a, cap * sizeof(*items));
   int rc = SQLITE_DONE;
@@ -159,7 +137,7 @@ static int load_items(order_store_t *s, ps_arena_t *a, order_t *o) {
     }
     order_item_t *it = &items[n++];
     it->product_id = ps_sqlite_text(a, st, 0);
-    it->variant = opt_text(a, st, 1);
+    it->variant = ps_sqlite_text_or_null(a, st, 1);
     it->name = ps_sqlite_text(a, st, 2);
     it->unit_price = sqlite3_column_int64(st, 3);
     it->quantity = sqlite3_column_int64(st, 4);
@@ -174,13 +152,13 @@ static int load_items(order_store_t *s, ps_arena_t *a, order_t *o) {
 
 static int insert_event(order_store_t *s, const outbox_event_t *e, int64_t now) {
   sqlite3_stmt *st = stmt(s, Q_OUTBOX);
-  bind_text(st, 1, e->id);
-  bind_text(st, 2, e->destination);
-  bind_text(st, 3, e->type);
-  bind_text(st, 4, e->payload);
+  ps_sqlite_bind_text(st, 1, e->id);
+  ps_sqlite_bind_text(st, 2, e->destination);
+  ps_sqlite_bind_text(st, 3, e->type);
+  ps_sqlite_bind_text(st, 4, e->payload);
   sqlite3_bind_int64(st, 5, e->next_attempt_at ? e->next_attempt_at : now);
   sqlite3_bind_int64(st, 6, now);
-  return exec_done(st);
+  return ps_sqlite_exec_done(st);
 }
 
 static int s_create(order_store_t *s, const order_t *o, const outbox_event_t *events,
@@ -188,40 +166,40 @@ static int s_create(order_store_t *s, const order_t *o, const outbox_event_t *ev
   int rc = begin(s);
   if (rc) return rc;
   sqlite3_stmt *st = stmt(s, Q_INSERT);
-  bind_text(st, 1, o->id);
-  bind_text(st, 2, o->user_id);
-  bind_text(st, 3, o->status);
-  bind_text(st, 4, o->payment_status);
-  bind_text(st, 5, o->saga_step);
+  ps_sqlite_bind_text(st, 1, o->id);
+  ps_sqlite_bind_text(st, 2, o->user_id);
+  ps_sqlite_bind_text(st, 3, o->status);
+  ps_sqlite_bind_text(st, 4, o->payment_status);
+  ps_sqlite_bind_text(st, 5, o->saga_step);
   sqlite3_bind_int64(st, 6, o->subtotal);
   sqlite3_bind_int64(st, 7, o->discount);
   sqlite3_bind_int64(st, 8, o->total);
-  bind_text(st, 9, o->currency);
-  bind_text(st, 10, o->discount_code);
-  bind_text(st, 11, o->address);
-  bind_text(st, 12, o->payment_method);
-  bind_text(st, 13, o->reservation_id);
-  bind_text(st, 14, o->payment_id);
-  bind_text(st, 15, o->idempotency_key);
-  bind_text(st, 16, o->request_hash);
+  ps_sqlite_bind_text(st, 9, o->currency);
+  ps_sqlite_bind_text(st, 10, o->discount_code);
+  ps_sqlite_bind_text(st, 11, o->address);
+  ps_sqlite_bind_text(st, 12, o->payment_method);
+  ps_sqlite_bind_text(st, 13, o->reservation_id);
+  ps_sqlite_bind_text(st, 14, o->payment_id);
+  ps_sqlite_bind_text(st, 15, o->idempotency_key);
+  ps_sqlite_bind_text(st, 16, o->request_hash);
   sqlite3_bind_int(st, 17, o->response_status);
-  bind_text(st, 18, o->response_body);
-  bind_text(st, 19, o->failure);
+  ps_sqlite_bind_text(st, 18, o->response_body);
+  ps_sqlite_bind_text(st, 19, o->failure);
   sqlite3_bind_int64(st, 20, o->created_at);
   sqlite3_bind_int64(st, 21, o->updated_at);
-  rc = exec_done(st);
+  rc = ps_sqlite_exec_done(st);
   for (size_t i = 0; rc == 0 && i < o->nitems; i++) {
     const order_item_t *it = &o->items[i];
     st = stmt(s, Q_ITEM);
-    bind_text(st, 1, o->id);
+    ps_sqlite_bind_text(st, 1, o->id);
     sqlite3_bind_int64(st, 2, (int64_t)i);
-    bind_text(st, 3, it->product_id);
-    bind_text(st, 4, it->variant);
-    bind_text(st, 5, it->name);
+    ps_sqlite_bind_text(st, 3, it->product_id);
+    ps_sqlite_bind_text(st, 4, it->variant);
+    ps_sqlite_bind_text(st, 5, it->name);
     sqlite3_bind_int64(st, 6, it->unit_price);
     sqlite3_bind_int64(st, 7, it->quantity);
     sqlite3_bind_int64(st, 8, it->line_total);
-    rc = exec_done(st);
+    rc = ps_sqlite_exec_done(st);
   }
   for (size_t i = 0; rc == 0 && i < nevents; i++) rc = insert_event(s, &events[i], o->created_at);
   if (rc == 0) rc = commit(s);
@@ -242,15 +220,15 @@ static int get_one(order_store_t *s, ps_arena_t *a, sqlite3_stmt *st, order_t *o
 
 static int s_get(order_store_t *s, ps_arena_t *a, const char *id, order_t *out) {
   sqlite3_stmt *st = stmt(s, Q_GET);
-  bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 1, id);
   return get_one(s, a, st, out);
 }
 
 static int s_get_by_key(order_store_t *s, ps_arena_t *a, const char *user_id, const char *key,
                         order_t *out) {
   sqlite3_stmt *st = stmt(s, Q_BY_KEY);
-  bind_text(st, 1, user_id);
-  bind_text(st, 2, key);
+  ps_sqlite_bind_text(st, 1, user_id);
+  ps_sqlite_bind_text(st, 2, key);
   return get_one(s, a, st, out);
 }
 
@@ -259,14 +237,14 @@ static int s_list(order_store_t *s, ps_arena_t *a, const char *user_id, const or
   sqlite3_stmt *st;
   if (after) {
     st = stmt(s, Q_LIST_AFTER);
-    bind_text(st, 1, user_id);
+    ps_sqlite_bind_text(st, 1, user_id);
     sqlite3_bind_int64(st, 2, after->created_at);
     sqlite3_bind_int64(st, 3, after->created_at);
-    bind_text(st, 4, after->id);
+    ps_sqlite_bind_text(st, 4, after->id);
     sqlite3_bind_int(st, 5, limit);
   } else {
     st = stmt(s, Q_LIST_FIRST);
-    bind_text(st, 1, user_id);
+    ps_sqlite_bind_text(st, 1, user_id);
     sqlite3_bind_int(st, 2, limit);
   }
   order_t *orders = ps_arena_alloc(a, (size_t)(limit > 0 ? limit : 1) * sizeof(*orders));
@@ -291,21 +269,21 @@ static int s_change(order_store_t *s, const order_change_t *c) {
   int rc = begin(s);
   if (rc) return rc;
   sqlite3_stmt *st = stmt(s, Q_CHANGE);
-  bind_text(st, 1, c->step);
-  bind_text(st, 2, c->status);
-  bind_text(st, 3, c->payment_status);
-  bind_text(st, 4, c->payment_id);
-  bind_text(st, 5, c->failure);
+  ps_sqlite_bind_text(st, 1, c->step);
+  ps_sqlite_bind_text(st, 2, c->status);
+  ps_sqlite_bind_text(st, 3, c->payment_status);
+  ps_sqlite_bind_text(st, 4, c->payment_id);
+  ps_sqlite_bind_text(st, 5, c->failure);
   sqlite3_bind_int(st, 6, c->response_status);
-  bind_text(st, 7, c->response_body);
+  ps_sqlite_bind_text(st, 7, c->response_body);
   sqlite3_bind_int64(st, 8, c->now);
-  bind_text(st, 9, c->id);
-  bind_text(st, 10, c->expect_step);
-  bind_text(st, 11, c->expect_status);
-  rc = exec_done(st);
+  ps_sqlite_bind_text(st, 9, c->id);
+  ps_sqlite_bind_text(st, 10, c->expect_step);
+  ps_sqlite_bind_text(st, 11, c->expect_status);
+  rc = ps_sqlite_exec_done(st);
   if (rc == 0 && sqlite3_changes(((sqlite_store_t *)s)->db) == 0) {
     st = stmt(s, Q_EXISTS);
-    bind_text(st, 1, c->id);
+    ps_sqlite_bind_text(st, 1, c->id);
     int step = sqlite3_step(st);
     sqlite3_reset(st);
     rc = step == SQLITE_ROW ? PS_ECONFLICT : step == SQLITE_DONE ? PS_ENOTFOUND : ps_sqlite_err(step);
@@ -338,8 +316,8 @@ static int s_outbox_due(order_store_t *s, ps_arena_t *a, int64_t now,
                         size_t *n) {
   sqlite3_stmt *st = stmt(s, Q_DUE);
   sqlite3_bind_int64(st, 1, now);
-  bind_text(st, 2, destinations && destinations[0] ? destinations[0] : NULL);
-  bind_text(st, 3, destinations && destinations[0] && destinations[1] ? destinations[1] : NULL);
+  ps_sqlite_bind_text(st, 2, destinations && destinations[0] ? destinations[0] : NULL);
+  ps_sqlite_bind_text(st, 3, destinations && destinations[0] && destinations[1] ? destinations[1] : NULL);
   sqlite3_bind_int(st, 4, limit);
   outbox_event_t *ev = ps_arena_alloc(a, (size_t)(limit > 0 ? limit : 1) * sizeof(*ev));
   size_t count = 0;
@@ -363,18 +341,18 @@ static int s_outbox_due(order_store_t *s, ps_arena_t *a, int64_t now,
 static int s_outbox_sent(order_store_t *s, const char *id, const char *destination, int64_t now) {
   sqlite3_stmt *st = stmt(s, Q_SENT);
   sqlite3_bind_int64(st, 1, now);
-  bind_text(st, 2, id);
-  bind_text(st, 3, destination);
-  return exec_done(st);
+  ps_sqlite_bind_text(st, 2, id);
+  ps_sqlite_bind_text(st, 3, destination);
+  return ps_sqlite_exec_done(st);
 }
 
 static int s_outbox_retry(order_store_t *s, const char *id, const char *destination,
                           int64_t next_attempt_at) {
   sqlite3_stmt *st = stmt(s, Q_RETRY);
   sqlite3_bind_int64(st, 1, next_attempt_at);
-  bind_text(st, 2, id);
-  bind_text(st, 3, destination);
-  return exec_done(st);
+  ps_sqlite_bind_text(st, 2, id);
+  ps_sqlite_bind_text(st, 3, destination);
+  return ps_sqlite_exec_done(st);
 }
 
 static int s_outbox_pending(order_store_t *s, int64_t *n) {
@@ -388,7 +366,7 @@ static int s_outbox_pending(order_store_t *s, int64_t *n) {
 static int s_outbox_prune(order_store_t *s, int64_t before, int64_t *n) {
   sqlite3_stmt *st = stmt(s, Q_PRUNE);
   sqlite3_bind_int64(st, 1, before);
-  int rc = exec_done(st);
+  int rc = ps_sqlite_exec_done(st);
   *n = rc ? 0 : sqlite3_changes(((sqlite_store_t *)s)->db);
   return rc;
 }
@@ -402,7 +380,7 @@ static int s_ping(order_store_t *s) {
 
 static void s_close(order_store_t *s) {
   sqlite_store_t *ss = (sqlite_store_t *)s;
-  for (int i = 0; i < Q__COUNT; i++) sqlite3_finalize(ss->st[i]);
+  ps_sqlite_finalize_all(ss->st, Q__COUNT);
   sqlite3_close_v2(ss->db);
   ps_free(ss);
 }
@@ -430,11 +408,9 @@ int order_store_sqlite_open(const char *path, order_store_t **out) {
     ps_free(ss);
     return PS_ESTORE;
   }
-  for (int i = 0; i < Q__COUNT; i++) {
-    if (!(ss->st[i] = ps_sqlite_prepare(ss->db, sql[i]))) {
-      s_close(&ss->base);
-      return PS_ESTORE;
-    }
+  if (ps_sqlite_prepare_all(ss->db, sql, Q__COUNT, ss->st)) {
+    s_close(&ss->base);
+    return PS_ESTORE;
   }
   *out = &ss->base;
   return 0;

@@ -127,27 +127,7 @@ static sqlite3 *db_of(payment_store_t *s) { return ((sqlite_store_t *)s)->db; }
 
 /* Returns the statement q, reset and with bindings cleared, ready to bind. */
 static sqlite3_stmt *stmt(payment_store_t *s, int q) {
-  sqlite3_stmt *st = ((sqlite_store_t *)s)->st[q];
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return st;
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *v) {
-  if (v)
-    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-  else
-    sqlite3_bind_null(st, i);
-}
-
-/* Runs a statement that returns no rows; returns 0 or a PS_E* code. */
-static int exec_done(payment_store_t *s, sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  int err = rc == SQLITE_DONE ? 0 : ps_sqlite_err(rc);
-  if (err && err != PS_EEXISTS)
-    ps_log_warn("sqlite payment store: %s", sqlite3_errmsg(db_of(s)));
-  sqlite3_reset(st);
-  return err;
+  return ps_sqlite_fresh(((sqlite_store_t *)s)->st[q]);
 }
 
 static int changed(payment_store_t *s, int rc) {
@@ -161,20 +141,20 @@ static int s_begin(payment_store_t *s, int write) {
     pthread_mutex_lock(&writer_lock);
     ((sqlite_store_t *)s)->holds_writer = 1;
   }
-  int rc = exec_done(s, stmt(s, write ? Q_BEGIN_WRITE : Q_BEGIN_READ));
+  int rc = ps_sqlite_exec_done(stmt(s, write ? Q_BEGIN_WRITE : Q_BEGIN_READ));
   if (rc) writer_release(s);
   return rc;
 }
 
 static int s_commit(payment_store_t *s) {
-  int rc = exec_done(s, stmt(s, Q_COMMIT));
-  if (rc && sqlite3_get_autocommit(db_of(s)) == 0) exec_done(s, stmt(s, Q_ROLLBACK));
+  int rc = ps_sqlite_exec_done(stmt(s, Q_COMMIT));
+  if (rc && sqlite3_get_autocommit(db_of(s)) == 0) ps_sqlite_exec_done(stmt(s, Q_ROLLBACK));
   writer_release(s);
   return rc;
 }
 
 static void s_rollback(payment_store_t *s) {
-  if (sqlite3_get_autocommit(db_of(s)) == 0) exec_done(s, stmt(s, Q_ROLLBACK));
+  if (sqlite3_get_autocommit(db_of(s)) == 0) ps_sqlite_exec_done(stmt(s, Q_ROLLBACK));
   writer_release(s);
 }
 
@@ -182,22 +162,22 @@ static void s_rollback(payment_store_t *s) {
 
 static int s_payment_insert(payment_store_t *s, const payment_t *p) {
   sqlite3_stmt *st = stmt(s, Q_PAY_INSERT);
-  bind_text(st, 1, p->id);
-  bind_text(st, 2, p->order_id);
-  bind_text(st, 3, p->user_id);
+  ps_sqlite_bind_text(st, 1, p->id);
+  ps_sqlite_bind_text(st, 2, p->order_id);
+  ps_sqlite_bind_text(st, 3, p->user_id);
   sqlite3_bind_int64(st, 4, p->amount);
-  bind_text(st, 5, p->currency);
-  bind_text(st, 6, p->status);
-  bind_text(st, 7, p->provider);
-  bind_text(st, 8, p->provider_ref ? p->provider_ref : "");
+  ps_sqlite_bind_text(st, 5, p->currency);
+  ps_sqlite_bind_text(st, 6, p->status);
+  ps_sqlite_bind_text(st, 7, p->provider);
+  ps_sqlite_bind_text(st, 8, p->provider_ref ? p->provider_ref : "");
   sqlite3_bind_int64(st, 9, p->captured);
   sqlite3_bind_int64(st, 10, p->refunded);
-  bind_text(st, 11, p->failure_code ? p->failure_code : "");
-  bind_text(st, 12, p->card_brand ? p->card_brand : "");
-  bind_text(st, 13, p->card_last4 ? p->card_last4 : "");
+  ps_sqlite_bind_text(st, 11, p->failure_code ? p->failure_code : "");
+  ps_sqlite_bind_text(st, 12, p->card_brand ? p->card_brand : "");
+  ps_sqlite_bind_text(st, 13, p->card_last4 ? p->card_last4 : "");
   sqlite3_bind_int64(st, 14, p->created_at);
   sqlite3_bind_int64(st, 15, p->updated_at);
-  return exec_done(s, st);
+  return ps_sqlite_exec_done(st);
 }
 
 static void read_payment(sqlite3_stmt *st, ps_arena_t *a, payment_t *p) {
@@ -228,37 +208,37 @@ static int one_payment(sqlite3_stmt *st, ps_arena_t *a, payment_t *out) {
 static int s_payment_get(payment_store_t *s, ps_arena_t *a, const char *id, int for_update,
                          payment_t *out) {
   sqlite3_stmt *st = stmt(s, Q_PAY_GET);
-  bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 1, id);
   return one_payment(st, a, out);
 }
 
 static int s_payment_get_by_ref(payment_store_t *s, ps_arena_t *a, const char *ref,
                                 int for_update, payment_t *out) {
   sqlite3_stmt *st = stmt(s, Q_PAY_BY_REF);
-  bind_text(st, 1, ref);
+  ps_sqlite_bind_text(st, 1, ref);
   return one_payment(st, a, out);
 }
 
 static int s_payment_update(payment_store_t *s, const payment_t *p) {
   sqlite3_stmt *st = stmt(s, Q_PAY_UPDATE);
-  bind_text(st, 1, p->status);
-  bind_text(st, 2, p->provider_ref ? p->provider_ref : "");
+  ps_sqlite_bind_text(st, 1, p->status);
+  ps_sqlite_bind_text(st, 2, p->provider_ref ? p->provider_ref : "");
   sqlite3_bind_int64(st, 3, p->captured);
   sqlite3_bind_int64(st, 4, p->refunded);
-  bind_text(st, 5, p->failure_code ? p->failure_code : "");
+  ps_sqlite_bind_text(st, 5, p->failure_code ? p->failure_code : "");
   sqlite3_bind_int64(st, 6, p->updated_at);
-  bind_text(st, 7, p->id);
-  return changed(s, exec_done(s, st));
+  ps_sqlite_bind_text(st, 7, p->id);
+  return changed(s, ps_sqlite_exec_done(st));
 }
 
 static int s_payment_list(payment_store_t *s, ps_arena_t *a, const char *user_id,
                           const char *order_id, int64_t after_created, const char *after_id,
                           int limit, payment_t **out, int *n) {
   sqlite3_stmt *st = stmt(s, Q_PAY_LIST);
-  bind_text(st, 1, user_id);
-  bind_text(st, 2, order_id);
+  ps_sqlite_bind_text(st, 1, user_id);
+  ps_sqlite_bind_text(st, 2, order_id);
   sqlite3_bind_int64(st, 3, after_created);
-  bind_text(st, 4, after_id);
+  ps_sqlite_bind_text(st, 4, after_id);
   sqlite3_bind_int(st, 5, limit);
   *out = ps_arena_alloc(a, sizeof(payment_t) * (size_t)(limit > 0 ? limit : 1));
   *n = 0;
@@ -272,15 +252,15 @@ static int s_payment_list(payment_store_t *s, ps_arena_t *a, const char *user_id
 
 static int s_refund_insert(payment_store_t *s, const refund_t *r) {
   sqlite3_stmt *st = stmt(s, Q_REF_INSERT);
-  bind_text(st, 1, r->id);
-  bind_text(st, 2, r->payment_id);
+  ps_sqlite_bind_text(st, 1, r->id);
+  ps_sqlite_bind_text(st, 2, r->payment_id);
   sqlite3_bind_int64(st, 3, r->amount);
-  bind_text(st, 4, r->status);
-  bind_text(st, 5, r->provider_ref ? r->provider_ref : "");
-  bind_text(st, 6, r->reason ? r->reason : "");
+  ps_sqlite_bind_text(st, 4, r->status);
+  ps_sqlite_bind_text(st, 5, r->provider_ref ? r->provider_ref : "");
+  ps_sqlite_bind_text(st, 6, r->reason ? r->reason : "");
   sqlite3_bind_int64(st, 7, r->created_at);
   sqlite3_bind_int64(st, 8, r->updated_at);
-  return exec_done(s, st);
+  return ps_sqlite_exec_done(st);
 }
 
 static void read_refund(sqlite3_stmt *st, ps_arena_t *a, refund_t *r) {
@@ -296,7 +276,7 @@ static void read_refund(sqlite3_stmt *st, ps_arena_t *a, refund_t *r) {
 
 static int s_refund_get(payment_store_t *s, ps_arena_t *a, const char *id, refund_t *out) {
   sqlite3_stmt *st = stmt(s, Q_REF_GET);
-  bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 1, id);
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) read_refund(st, a, out);
   sqlite3_reset(st);
@@ -305,17 +285,17 @@ static int s_refund_get(payment_store_t *s, ps_arena_t *a, const char *id, refun
 
 static int s_refund_update(payment_store_t *s, const refund_t *r) {
   sqlite3_stmt *st = stmt(s, Q_REF_UPDATE);
-  bind_text(st, 1, r->status);
-  bind_text(st, 2, r->provider_ref ? r->provider_ref : "");
+  ps_sqlite_bind_text(st, 1, r->status);
+  ps_sqlite_bind_text(st, 2, r->provider_ref ? r->provider_ref : "");
   sqlite3_bind_int64(st, 3, r->updated_at);
-  bind_text(st, 4, r->id);
-  return changed(s, exec_done(s, st));
+  ps_sqlite_bind_text(st, 4, r->id);
+  return changed(s, ps_sqlite_exec_done(st));
 }
 
 static int s_refund_list(payment_store_t *s, ps_arena_t *a, const char *payment_id,
                          refund_t **out, int *n) {
   sqlite3_stmt *st = stmt(s, Q_REF_LIST);
-  bind_text(st, 1, payment_id);
+  ps_sqlite_bind_text(st, 1, payment_id);
   int cap = 8, rc;
   *out = ps_arena_alloc(a, sizeof(refund_t) * (size_t)cap);
   *n = 0;
@@ -337,8 +317,8 @@ static int s_refund_list(payment_store_t *s, ps_arena_t *a, const char *payment_
 static int s_idem_get(payment_store_t *s, ps_arena_t *a, const char *scope, const char *key,
                       int for_update, idem_t *out) {
   sqlite3_stmt *st = stmt(s, Q_IDEM_GET);
-  bind_text(st, 1, scope);
-  bind_text(st, 2, key);
+  ps_sqlite_bind_text(st, 1, scope);
+  ps_sqlite_bind_text(st, 2, key);
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
     out->scope = ps_sqlite_text(a, st, 0);
@@ -358,39 +338,39 @@ static int s_idem_get(payment_store_t *s, ps_arena_t *a, const char *scope, cons
 
 static int s_idem_insert(payment_store_t *s, const idem_t *r) {
   sqlite3_stmt *st = stmt(s, Q_IDEM_INSERT);
-  bind_text(st, 1, r->scope);
-  bind_text(st, 2, r->key);
-  bind_text(st, 3, r->request_hash);
-  bind_text(st, 4, r->resource_id);
+  ps_sqlite_bind_text(st, 1, r->scope);
+  ps_sqlite_bind_text(st, 2, r->key);
+  ps_sqlite_bind_text(st, 3, r->request_hash);
+  ps_sqlite_bind_text(st, 4, r->resource_id);
   sqlite3_bind_int(st, 5, r->state);
   sqlite3_bind_int64(st, 6, r->claimed_at);
   sqlite3_bind_int(st, 7, r->response_status);
-  bind_text(st, 8, r->response_type ? r->response_type : "");
-  bind_text(st, 9, r->response_body ? r->response_body : "");
+  ps_sqlite_bind_text(st, 8, r->response_type ? r->response_type : "");
+  ps_sqlite_bind_text(st, 9, r->response_body ? r->response_body : "");
   sqlite3_bind_int64(st, 10, r->created_at);
-  return exec_done(s, st);
+  return ps_sqlite_exec_done(st);
 }
 
 static int s_idem_update(payment_store_t *s, const idem_t *r) {
   sqlite3_stmt *st = stmt(s, Q_IDEM_UPDATE);
   sqlite3_bind_int(st, 1, r->state);
   sqlite3_bind_int64(st, 2, r->claimed_at);
-  bind_text(st, 3, r->resource_id);
+  ps_sqlite_bind_text(st, 3, r->resource_id);
   sqlite3_bind_int(st, 4, r->response_status);
-  bind_text(st, 5, r->response_type ? r->response_type : "");
-  bind_text(st, 6, r->response_body ? r->response_body : "");
-  bind_text(st, 7, r->scope);
-  bind_text(st, 8, r->key);
-  return changed(s, exec_done(s, st));
+  ps_sqlite_bind_text(st, 5, r->response_type ? r->response_type : "");
+  ps_sqlite_bind_text(st, 6, r->response_body ? r->response_body : "");
+  ps_sqlite_bind_text(st, 7, r->scope);
+  ps_sqlite_bind_text(st, 8, r->key);
+  return changed(s, ps_sqlite_exec_done(st));
 }
 
 static int s_event_insert(payment_store_t *s, const char *event_id, const char *type,
                           int64_t now) {
   sqlite3_stmt *st = stmt(s, Q_EVENT_INSERT);
-  bind_text(st, 1, event_id);
-  bind_text(st, 2, type);
+  ps_sqlite_bind_text(st, 1, event_id);
+  ps_sqlite_bind_text(st, 2, type);
   sqlite3_bind_int64(st, 3, now);
-  return exec_done(s, st);
+  return ps_sqlite_exec_done(st);
 }
 
 /* --- audit log --------------------------------------------------------------------------- */
@@ -412,14 +392,14 @@ static int s_audit_insert(payment_store_t *s, const audit_t *e) {
   sqlite3_stmt *st = stmt(s, Q_AUDIT_INSERT);
   sqlite3_bind_int64(st, 1, e->seq);
   sqlite3_bind_int64(st, 2, e->at);
-  bind_text(st, 3, e->kind);
-  bind_text(st, 4, e->payment_id);
-  bind_text(st, 5, e->ref ? e->ref : "");
+  ps_sqlite_bind_text(st, 3, e->kind);
+  ps_sqlite_bind_text(st, 4, e->payment_id);
+  ps_sqlite_bind_text(st, 5, e->ref ? e->ref : "");
   sqlite3_bind_int64(st, 6, e->amount);
-  bind_text(st, 7, e->currency);
-  bind_text(st, 8, e->prev_hash);
-  bind_text(st, 9, e->hash);
-  return exec_done(s, st);
+  ps_sqlite_bind_text(st, 7, e->currency);
+  ps_sqlite_bind_text(st, 8, e->prev_hash);
+  ps_sqlite_bind_text(st, 9, e->hash);
+  return ps_sqlite_exec_done(st);
 }
 
 static int s_audit_each(payment_store_t *s, ps_arena_t *a, audit_each_cb cb, void *arg) {
@@ -456,13 +436,13 @@ static int s_purge(payment_store_t *s, int64_t idem_before, int64_t events_befor
   sqlite3_stmt *st = stmt(s, Q_PURGE_IDEM);
   sqlite3_bind_int64(st, 1, idem_before);
   sqlite3_bind_int(st, 2, limit);
-  int rc = exec_done(s, st);
+  int rc = ps_sqlite_exec_done(st);
   if (rc) return rc;
   *n += sqlite3_changes(db_of(s));
   st = stmt(s, Q_PURGE_EVENTS);
   sqlite3_bind_int64(st, 1, events_before);
   sqlite3_bind_int(st, 2, limit);
-  rc = exec_done(s, st);
+  rc = ps_sqlite_exec_done(st);
   if (rc == 0) *n += sqlite3_changes(db_of(s));
   return rc;
 }
@@ -477,7 +457,7 @@ static int s_ping(payment_store_t *s) {
 static void s_close(payment_store_t *s) {
   sqlite_store_t *ss = (sqlite_store_t *)s;
   s_rollback(s);
-  for (int i = 0; i < Q__COUNT; i++) sqlite3_finalize(ss->st[i]);
+  ps_sqlite_finalize_all(ss->st, Q__COUNT);
   sqlite3_close_v2(ss->db);
   ps_free(ss);
 }
@@ -514,12 +494,9 @@ int payment_store_sqlite_open(const char *path, payment_store_t **out) {
   sqlite_store_t *ss = ps_calloc(1, sizeof(*ss));
   ss->base.ops = &sqlite_ops;
   ss->db = db;
-  for (int i = 0; i < Q__COUNT; i++) {
-    ss->st[i] = ps_sqlite_prepare(db, sql[i]);
-    if (!ss->st[i]) {
-      s_close(&ss->base);
-      return PS_ESTORE;
-    }
+  if (ps_sqlite_prepare_all(db, sql, Q__COUNT, ss->st)) {
+    s_close(&ss->base);
+    return PS_ESTORE;
   }
   *out = &ss->base;
   return 0;

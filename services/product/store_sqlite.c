@@ -212,31 +212,13 @@ static sqlite_store_t *S(product_store_t *s) { return (sqlite_store_t *)s; }
 
 /* Returns statement q reset and with its bindings cleared, ready to bind. */
 static sqlite3_stmt *stmt(product_store_t *s, int q) {
-  sqlite3_stmt *st = S(s)->st[q];
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return st;
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *v) {
-  if (v)
-    sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-  else
-    sqlite3_bind_null(st, i);
+  return ps_sqlite_fresh(S(s)->st[q]);
 }
 
 static int log_err(product_store_t *s, int rc, const char *what) {
   int err = ps_sqlite_err(rc);
   if (err && err != PS_EEXISTS)
     ps_log_error("sqlite: %s: %s", what, sqlite3_errmsg(S(s)->db));
-  return err;
-}
-
-/* Runs a statement that returns no rows. */
-static int exec_done(product_store_t *s, sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  int err = rc == SQLITE_DONE ? 0 : log_err(s, rc, sqlite3_sql(st));
-  sqlite3_reset(st);
   return err;
 }
 
@@ -248,10 +230,10 @@ static int step_row(product_store_t *s, sqlite3_stmt *st) {
   return log_err(s, rc, sqlite3_sql(st));
 }
 
-static int tx_begin(product_store_t *s) { return exec_done(s, stmt(s, Q_BEGIN)); }
-static int tx_commit(product_store_t *s) { return exec_done(s, stmt(s, Q_COMMIT)); }
+static int tx_begin(product_store_t *s) { return ps_sqlite_exec_done(stmt(s, Q_BEGIN)); }
+static int tx_commit(product_store_t *s) { return ps_sqlite_exec_done(stmt(s, Q_COMMIT)); }
 static void tx_rollback(product_store_t *s) {
-  if (!sqlite3_get_autocommit(S(s)->db)) exec_done(s, stmt(s, Q_ROLLBACK));
+  if (!sqlite3_get_autocommit(S(s)->db)) ps_sqlite_exec_done(stmt(s, Q_ROLLBACK));
 }
 /* Ends a transaction: commits when rc is 0 (a failed commit becomes the result), rolls back
  * otherwise. */
@@ -285,7 +267,7 @@ static int sq_ping(product_store_t *s) {
 
 static void sq_close(product_store_t *s) {
   if (!s) return;
-  for (int i = 0; i < Q__COUNT; i++) sqlite3_finalize(S(s)->st[i]);
+  ps_sqlite_finalize_all(S(s)->st, Q__COUNT);
   sqlite3_close_v2(S(s)->db);
   ps_free(s);
 }
@@ -294,7 +276,7 @@ static void sq_close(product_store_t *s) {
 
 static int sq_category_exists(product_store_t *s, const char *slug) {
   sqlite3_stmt *st = stmt(s, Q_CAT_EXISTS);
-  bind_text(st, 1, slug);
+  ps_sqlite_bind_text(st, 1, slug);
   int rc = step_row(s, st);
   sqlite3_reset(st);
   return rc == 1 ? 0 : (rc ? rc : PS_ENOTFOUND);
@@ -305,18 +287,18 @@ static int sq_category_put(product_store_t *s, const char *slug, const char *nam
   if (parent) {
     /* The parent's ancestors (itself included) must not include the category. */
     sqlite3_stmt *up = stmt(s, Q_CAT_ANCESTOR);
-    bind_text(up, 1, parent);
-    bind_text(up, 2, slug);
+    ps_sqlite_bind_text(up, 1, parent);
+    ps_sqlite_bind_text(up, 2, slug);
     int rc = step_row(s, up);
     sqlite3_reset(up);
     if (rc < 0) return rc;
     if (rc == 1) return PS_EINVAL;
   }
   sqlite3_stmt *st = stmt(s, Q_CAT_PUT);
-  bind_text(st, 1, slug);
-  bind_text(st, 2, name);
-  bind_text(st, 3, parent);
-  return exec_done(s, st);
+  ps_sqlite_bind_text(st, 1, slug);
+  ps_sqlite_bind_text(st, 2, name);
+  ps_sqlite_bind_text(st, 3, parent);
+  return ps_sqlite_exec_done(st);
 }
 
 static int sq_categories_json(product_store_t *s, ps_arena_t *a, char **tree_json) {
@@ -360,7 +342,7 @@ static int sq_categories_json(product_store_t *s, ps_arena_t *a, char **tree_jso
 
 static int sq_product_get(product_store_t *s, ps_arena_t *a, const char *id, char **json) {
   sqlite3_stmt *st = stmt(s, Q_GET);
-  bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 1, id);
   return one_text(s, a, st, json);
 }
 
@@ -374,17 +356,17 @@ static int sq_product_count(product_store_t *s, int64_t *n) {
 
 static int outbox_doc(product_store_t *s, const char *type, const char *id, int64_t now) {
   sqlite3_stmt *st = stmt(s, Q_OUTBOX_DOC);
-  bind_text(st, 1, type);
-  bind_text(st, 2, id);
+  ps_sqlite_bind_text(st, 1, type);
+  ps_sqlite_bind_text(st, 2, id);
   sqlite3_bind_int64(st, 3, now);
-  return exec_done(s, st);
+  return ps_sqlite_exec_done(st);
 }
 
 static int sku_add(product_store_t *s, const char *sku, const char *id) {
   sqlite3_stmt *st = stmt(s, Q_SKU_ADD);
-  bind_text(st, 1, sku);
-  bind_text(st, 2, id);
-  return exec_done(s, st);
+  ps_sqlite_bind_text(st, 1, sku);
+  ps_sqlite_bind_text(st, 2, id);
+  return ps_sqlite_exec_done(st);
 }
 
 /* Replaces the variants of product id (their SKUs too) and recomputes its stock. */
@@ -403,27 +385,27 @@ static int put_variants(product_store_t *s, const char *id, const product_in_t *
     return PS_ESTORE;
   }
   st = stmt(s, Q_VARIANTS_DEL);
-  bind_text(st, 1, id);
-  if ((rc = exec_done(s, st))) return rc;
+  ps_sqlite_bind_text(st, 1, id);
+  if ((rc = ps_sqlite_exec_done(st))) return rc;
   for (size_t i = 0; i < in->nvariants; i++) {
     const variant_in_t *v = &in->variants[i];
     if ((rc = sku_add(s, v->sku, id))) return rc;
     st = stmt(s, Q_VARIANT_ADD);
-    bind_text(st, 1, id);
+    ps_sqlite_bind_text(st, 1, id);
     sqlite3_bind_int64(st, 2, (int64_t)i);
-    bind_text(st, 3, v->sku);
-    bind_text(st, 4, v->attributes);
+    ps_sqlite_bind_text(st, 3, v->sku);
+    ps_sqlite_bind_text(st, 4, v->attributes);
     sqlite3_bind_int64(st, 5, v->stock);
     if (v->price >= 0)
       sqlite3_bind_int64(st, 6, v->price);
     else
       sqlite3_bind_null(st, 6);
-    if ((rc = exec_done(s, st))) return rc;
+    if ((rc = ps_sqlite_exec_done(st))) return rc;
   }
   if (in->nvariants) {
     st = stmt(s, Q_STOCK_SUM);
-    bind_text(st, 1, id);
-    if ((rc = exec_done(s, st))) return rc;
+    ps_sqlite_bind_text(st, 1, id);
+    if ((rc = ps_sqlite_exec_done(st))) return rc;
   }
   return 0;
 }
@@ -431,12 +413,12 @@ static int put_variants(product_store_t *s, const char *id, const product_in_t *
 /* Rewrites the product_attrs rows of product id from its attributes and variants. */
 static int attrs_fill(product_store_t *s, const char *id) {
   sqlite3_stmt *st = stmt(s, Q_ATTRS_DEL);
-  bind_text(st, 1, id);
-  int rc = exec_done(s, st);
+  ps_sqlite_bind_text(st, 1, id);
+  int rc = ps_sqlite_exec_done(st);
   if (rc) return rc;
   st = stmt(s, Q_ATTRS_FILL);
-  bind_text(st, 1, id);
-  return exec_done(s, st);
+  ps_sqlite_bind_text(st, 1, id);
+  return ps_sqlite_exec_done(st);
 }
 
 /* Inserts one product inside the caller's transaction. */
@@ -444,22 +426,22 @@ static int create_in_tx(product_store_t *s, const char *id, const product_in_t *
   int rc;
   if ((rc = sku_add(s, in->sku, id))) return rc;
   sqlite3_stmt *st = stmt(s, Q_INSERT);
-  bind_text(st, 1, id);
-  bind_text(st, 2, in->sku);
-  bind_text(st, 3, in->name);
-  bind_text(st, 4, in->description ? in->description : "");
-  bind_text(st, 5, in->kind);
-  bind_text(st, 6, in->brand);
-  bind_text(st, 7, in->category);
+  ps_sqlite_bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 2, in->sku);
+  ps_sqlite_bind_text(st, 3, in->name);
+  ps_sqlite_bind_text(st, 4, in->description ? in->description : "");
+  ps_sqlite_bind_text(st, 5, in->kind);
+  ps_sqlite_bind_text(st, 6, in->brand);
+  ps_sqlite_bind_text(st, 7, in->category);
   sqlite3_bind_int64(st, 8, in->price);
-  bind_text(st, 9, in->currency);
+  ps_sqlite_bind_text(st, 9, in->currency);
   sqlite3_bind_int64(st, 10, in->stock);
-  bind_text(st, 11, in->attributes ? in->attributes : "{}");
-  bind_text(st, 12, in->images ? in->images : "[]");
+  ps_sqlite_bind_text(st, 11, in->attributes ? in->attributes : "{}");
+  ps_sqlite_bind_text(st, 12, in->images ? in->images : "[]");
   sqlite3_bind_int64(st, 13, (in->fields & PF_POPULARITY) ? in->popularity : 0);
   sqlite3_bind_int64(st, 14, in->created_ms ? in->created_ms : now_ms());
   sqlite3_bind_int64(st, 15, now);
-  if ((rc = exec_done(s, st))) return rc;
+  if ((rc = ps_sqlite_exec_done(st))) return rc;
   if (in->nvariants && (rc = put_variants(s, id, in))) return rc;
   if ((rc = attrs_fill(s, id))) return rc;
   return outbox_doc(s, "product.created", id, now);
@@ -489,11 +471,11 @@ static int sq_product_update(product_store_t *s, ps_arena_t *a, const char *id,
   int rc = tx_begin(s);
   if (rc) return rc;
   sqlite3_stmt *st = stmt(s, Q_EXISTS);
-  bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 1, id);
   char *old_sku = NULL;
   if ((rc = one_text(s, a, st, &old_sku))) goto out;
   st = stmt(s, Q_HAS_VARIANTS);
-  bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 1, id);
   int64_t nvariants = 0;
   if ((rc = step_row(s, st)) == 1) nvariants = sqlite3_column_int64(st, 0), rc = 0;
   sqlite3_reset(st);
@@ -505,8 +487,8 @@ static int sq_product_update(product_store_t *s, ps_arena_t *a, const char *id,
   }
   if ((in->fields & PF_SKU) && strcmp(old_sku, in->sku) != 0) {
     st = stmt(s, Q_SKU_DEL);
-    bind_text(st, 1, old_sku);
-    if ((rc = exec_done(s, st)) || (rc = sku_add(s, in->sku, id))) goto out;
+    ps_sqlite_bind_text(st, 1, old_sku);
+    if ((rc = ps_sqlite_exec_done(st)) || (rc = sku_add(s, in->sku, id))) goto out;
   }
   /* Only the fields given are written, so a PATCH never overwrites a stock level that a
    * reservation changed in the meantime. */
@@ -536,23 +518,23 @@ static int sq_product_update(product_store_t *s, ps_arena_t *a, const char *id,
   for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
     if (!(in->fields & cols[i].bit)) continue;
     switch (cols[i].bit) {
-      case PF_SKU: bind_text(up, nb, in->sku); break;
-      case PF_NAME: bind_text(up, nb, in->name); break;
-      case PF_DESCRIPTION: bind_text(up, nb, in->description ? in->description : ""); break;
-      case PF_KIND: bind_text(up, nb, in->kind); break;
-      case PF_BRAND: bind_text(up, nb, in->brand); break;
-      case PF_CATEGORY: bind_text(up, nb, in->category); break;
+      case PF_SKU: ps_sqlite_bind_text(up, nb, in->sku); break;
+      case PF_NAME: ps_sqlite_bind_text(up, nb, in->name); break;
+      case PF_DESCRIPTION: ps_sqlite_bind_text(up, nb, in->description ? in->description : ""); break;
+      case PF_KIND: ps_sqlite_bind_text(up, nb, in->kind); break;
+      case PF_BRAND: ps_sqlite_bind_text(up, nb, in->brand); break;
+      case PF_CATEGORY: ps_sqlite_bind_text(up, nb, in->category); break;
       case PF_PRICE: sqlite3_bind_int64(up, nb, in->price); break;
-      case PF_CURRENCY: bind_text(up, nb, in->currency); break;
+      case PF_CURRENCY: ps_sqlite_bind_text(up, nb, in->currency); break;
       case PF_STOCK: sqlite3_bind_int64(up, nb, in->stock); break;
-      case PF_ATTRIBUTES: bind_text(up, nb, in->attributes); break;
-      case PF_IMAGES: bind_text(up, nb, in->images); break;
+      case PF_ATTRIBUTES: ps_sqlite_bind_text(up, nb, in->attributes); break;
+      case PF_IMAGES: ps_sqlite_bind_text(up, nb, in->images); break;
       case PF_POPULARITY: sqlite3_bind_int64(up, nb, in->popularity); break;
     }
     nb++;
   }
-  bind_text(up, nb, id);
-  rc = exec_done(s, up);
+  ps_sqlite_bind_text(up, nb, id);
+  rc = ps_sqlite_exec_done(up);
   sqlite3_finalize(up);
   if (rc) goto out;
   if ((in->fields & PF_VARIANTS) && (rc = put_variants(s, id, in))) goto out;
@@ -570,11 +552,11 @@ static int sq_product_delete(product_store_t *s, const char *id, int64_t now) {
   int rc = tx_begin(s);
   if (rc) return rc;
   sqlite3_stmt *st = stmt(s, Q_SKU_DEL_PRODUCT);
-  bind_text(st, 1, id);
-  if ((rc = exec_done(s, st))) goto out;
+  ps_sqlite_bind_text(st, 1, id);
+  if ((rc = ps_sqlite_exec_done(st))) goto out;
   st = stmt(s, Q_DELETE);
-  bind_text(st, 1, id);
-  if ((rc = exec_done(s, st))) goto out;
+  ps_sqlite_bind_text(st, 1, id);
+  if ((rc = ps_sqlite_exec_done(st))) goto out;
   if (sqlite3_changes(S(s)->db) == 0) {
     rc = PS_ENOTFOUND;
     goto out;
@@ -582,11 +564,11 @@ static int sq_product_delete(product_store_t *s, const char *id, int64_t now) {
   char payload[128];
   snprintf(payload, sizeof(payload), "{\"id\":\"%.64s\"}", id); /* ids are UUIDs: no escaping */
   st = stmt(s, Q_OUTBOX_RAW);
-  bind_text(st, 1, "product.deleted");
-  bind_text(st, 2, id);
+  ps_sqlite_bind_text(st, 1, "product.deleted");
+  ps_sqlite_bind_text(st, 2, id);
   sqlite3_bind_int64(st, 3, now);
-  bind_text(st, 4, payload);
-  rc = exec_done(s, st);
+  ps_sqlite_bind_text(st, 4, payload);
+  rc = ps_sqlite_exec_done(st);
 out:
   return tx_end(s, rc);
 }
@@ -643,7 +625,7 @@ static int sort_desc(sort_t s) {
 /* Binds an attribute value both as text and, when it reads as one, as a number or boolean,
  * since "attr.memory=8" should match {"memory": 8} as well as {"memory": "8"}. */
 static void bind_attr_value(sqlite3_stmt *st, int i, const char *v) {
-  bind_text(st, i, v);
+  ps_sqlite_bind_text(st, i, v);
   char *end;
   if (strcmp(v, "true") == 0) {
     sqlite3_bind_int(st, i + 1, 1);
@@ -659,9 +641,9 @@ static void bind_attr_value(sqlite3_stmt *st, int i, const char *v) {
     if (!*end)
       sqlite3_bind_double(st, i + 1, d);
     else
-      bind_text(st, i + 1, v);
+      ps_sqlite_bind_text(st, i + 1, v);
   } else {
-    bind_text(st, i + 1, v);
+    ps_sqlite_bind_text(st, i + 1, v);
   }
 }
 
@@ -670,7 +652,7 @@ enum { LIST_MERGE_MAX = 64 }; /* categories in a subtree merged branch by branch
 /* How many products an attribute filter matches (an index range count), or a PS_E* code. */
 static int64_t attr_matches(product_store_t *s, const attr_filter_t *f) {
   sqlite3_stmt *st = stmt(s, Q_ATTR_COUNT);
-  bind_text(st, 1, f->name);
+  ps_sqlite_bind_text(st, 1, f->name);
   bind_attr_value(st, 2, f->value);
   int rc = step_row(s, st);
   int64_t n = rc == 1 ? sqlite3_column_int64(st, 0) : rc;
@@ -726,7 +708,7 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
   int nslugs = 0, rc;
   if (q->category) {
     sqlite3_stmt *cs = stmt(s, Q_CAT_SUBTREE);
-    bind_text(cs, 1, q->category);
+    ps_sqlite_bind_text(cs, 1, q->category);
     slugs = ps_arena_alloc(a, (LIST_MERGE_MAX + 1) * sizeof(char *));
     while ((rc = step_row(s, cs)) == 1 && nslugs <= LIST_MERGE_MAX)
       slugs[nslugs++] = ps_sqlite_text(a, cs, 0);
@@ -772,15 +754,15 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(S(s)->db, b.buf, -1, &st, NULL) != SQLITE_OK)
     return log_err(s, sqlite3_errcode(S(s)->db), "preparing a listing");
-  if (q->q) bind_text(st, sqlite3_bind_parameter_index(st, ":q"), like_pattern(a, q->q));
+  if (q->q) ps_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, ":q"), like_pattern(a, q->q));
   if (q->category && nslugs > LIST_MERGE_MAX)
-    bind_text(st, sqlite3_bind_parameter_index(st, ":cat"), q->category);
+    ps_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, ":cat"), q->category);
   for (int i = 0; q->category && i < nslugs && nslugs <= LIST_MERGE_MAX; i++) {
     char name[16];
     snprintf(name, sizeof(name), ":c%d", i);
-    bind_text(st, sqlite3_bind_parameter_index(st, name), slugs[i]);
+    ps_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, name), slugs[i]);
   }
-  if (q->brand) bind_text(st, sqlite3_bind_parameter_index(st, ":brand"), q->brand);
+  if (q->brand) ps_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, ":brand"), q->brand);
   if (q->price_min >= 0)
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":pmin"), q->price_min);
   if (q->price_max >= 0)
@@ -793,10 +775,10 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
   if (q->has_cursor) {
     int k = sqlite3_bind_parameter_index(st, ":ck");
     if (product_sort_key_is_text(q->sort))
-      bind_text(st, k, q->cursor.key_s);
+      ps_sqlite_bind_text(st, k, q->cursor.key_s);
     else
       sqlite3_bind_int64(st, k, q->cursor.key_i);
-    bind_text(st, sqlite3_bind_parameter_index(st, ":cid"), q->cursor.id);
+    ps_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, ":cid"), q->cursor.id);
   }
   sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":limit"), q->limit + 1);
 
@@ -849,7 +831,7 @@ static int sq_product_lookup(product_store_t *s, ps_arena_t *a, const char *cons
 static int reservation_doc(product_store_t *s, ps_arena_t *a, const char *id, int64_t now,
                            char **json) {
   sqlite3_stmt *st = stmt(s, Q_RES_DOC);
-  bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 1, id);
   sqlite3_bind_int64(st, 2, now);
   return one_text(s, a, st, json);
 }
@@ -858,7 +840,7 @@ static int reservation_doc(product_store_t *s, ps_arena_t *a, const char *id, in
 static int reservation_state(product_store_t *s, ps_arena_t *a, const char *id, char **status,
                              char **items_key, int64_t *expires_at) {
   sqlite3_stmt *st = stmt(s, Q_RES_GET);
-  bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 1, id);
   int rc = step_row(s, st);
   if (rc == 1) {
     *status = ps_sqlite_text(a, st, 0);
@@ -885,17 +867,17 @@ static char *items_key(ps_arena_t *a, const reservation_item_t *items, size_t n)
 
 static int set_status(product_store_t *s, const char *id, const char *status, int64_t now) {
   sqlite3_stmt *st = stmt(s, Q_RES_STATUS);
-  bind_text(st, 1, id);
-  bind_text(st, 2, status);
+  ps_sqlite_bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 2, status);
   sqlite3_bind_int64(st, 3, now);
-  return exec_done(s, st);
+  return ps_sqlite_exec_done(st);
 }
 
 /* Gives the units of reservation id back to their products (and variants), inside the
  * caller's transaction. A product deleted meanwhile simply gets nothing back. */
 static int give_back(product_store_t *s, ps_arena_t *a, const char *id, int64_t now) {
   sqlite3_stmt *st = stmt(s, Q_RES_ITEMS);
-  bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 1, id);
   typedef struct {
     char *product_id, *variant;
     int64_t qty;
@@ -921,18 +903,18 @@ static int give_back(product_store_t *s, ps_arena_t *a, const char *id, int64_t 
   for (size_t i = 0; i < n; i++) {
     if (items[i].variant) {
       st = stmt(s, Q_GIVE_VARIANT);
-      bind_text(st, 1, items[i].product_id);
-      bind_text(st, 2, items[i].variant);
+      ps_sqlite_bind_text(st, 1, items[i].product_id);
+      ps_sqlite_bind_text(st, 2, items[i].variant);
       sqlite3_bind_int64(st, 3, items[i].qty);
-      if ((rc = exec_done(s, st))) return rc;
+      if ((rc = ps_sqlite_exec_done(st))) return rc;
       /* The variant may have been replaced by a PATCH: then its units are gone with it. */
       if (sqlite3_changes(S(s)->db) == 0) continue;
     }
     st = stmt(s, Q_GIVE_PRODUCT);
-    bind_text(st, 1, items[i].product_id);
+    ps_sqlite_bind_text(st, 1, items[i].product_id);
     sqlite3_bind_int64(st, 2, items[i].qty);
     sqlite3_bind_int64(st, 3, now);
-    if ((rc = exec_done(s, st))) return rc;
+    if ((rc = ps_sqlite_exec_done(st))) return rc;
     if (sqlite3_changes(S(s)->db) &&
         (rc = outbox_doc(s, "product.stock_changed", items[i].product_id, now)))
       return rc;
@@ -943,7 +925,7 @@ static int give_back(product_store_t *s, ps_arena_t *a, const char *id, int64_t 
 static int take_item(product_store_t *s, ps_arena_t *a, const char *res_id, size_t idx,
                      const reservation_item_t *it, int64_t now, reservation_fail_t *fail) {
   sqlite3_stmt *st = stmt(s, Q_ITEM_PRODUCT);
-  bind_text(st, 1, it->product_id);
+  ps_sqlite_bind_text(st, 1, it->product_id);
   int rc = step_row(s, st);
   if (rc <= 0) {
     sqlite3_reset(st);
@@ -964,8 +946,8 @@ static int take_item(product_store_t *s, ps_arena_t *a, const char *res_id, size
   }
   if (it->variant) {
     st = stmt(s, Q_VARIANT_INFO);
-    bind_text(st, 1, it->product_id);
-    bind_text(st, 2, it->variant);
+    ps_sqlite_bind_text(st, 1, it->product_id);
+    ps_sqlite_bind_text(st, 2, it->variant);
     rc = step_row(s, st);
     int64_t available = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
     if (rc == 1) price = sqlite3_column_int64(st, 1);
@@ -975,36 +957,36 @@ static int take_item(product_store_t *s, ps_arena_t *a, const char *res_id, size
       return rc ? rc : PS_ENOTFOUND;
     }
     st = stmt(s, Q_TAKE_VARIANT);
-    bind_text(st, 1, it->product_id);
-    bind_text(st, 2, it->variant);
+    ps_sqlite_bind_text(st, 1, it->product_id);
+    ps_sqlite_bind_text(st, 2, it->variant);
     sqlite3_bind_int64(st, 3, it->quantity);
-    if ((rc = exec_done(s, st))) return rc;
+    if ((rc = ps_sqlite_exec_done(st))) return rc;
     if (sqlite3_changes(S(s)->db) == 0) {
       fail->available = available;
       return PS_EINSUFFICIENT;
     }
   }
   st = stmt(s, Q_TAKE_PRODUCT);
-  bind_text(st, 1, it->product_id);
+  ps_sqlite_bind_text(st, 1, it->product_id);
   sqlite3_bind_int64(st, 2, it->quantity);
   sqlite3_bind_int64(st, 3, now);
-  if ((rc = exec_done(s, st))) return rc;
+  if ((rc = ps_sqlite_exec_done(st))) return rc;
   if (sqlite3_changes(S(s)->db) == 0) {
     st = stmt(s, Q_PRODUCT_STOCK);
-    bind_text(st, 1, it->product_id);
+    ps_sqlite_bind_text(st, 1, it->product_id);
     if (step_row(s, st) == 1) fail->available = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return PS_EINSUFFICIENT;
   }
   st = stmt(s, Q_RES_ITEM);
-  bind_text(st, 1, res_id);
+  ps_sqlite_bind_text(st, 1, res_id);
   sqlite3_bind_int64(st, 2, (int64_t)idx);
-  bind_text(st, 3, it->product_id);
-  bind_text(st, 4, it->variant);
+  ps_sqlite_bind_text(st, 3, it->product_id);
+  ps_sqlite_bind_text(st, 4, it->variant);
   sqlite3_bind_int64(st, 5, it->quantity);
   sqlite3_bind_int64(st, 6, price);
-  bind_text(st, 7, currency);
-  if ((rc = exec_done(s, st))) return rc;
+  ps_sqlite_bind_text(st, 7, currency);
+  if ((rc = ps_sqlite_exec_done(st))) return rc;
   return outbox_doc(s, "product.stock_changed", it->product_id, now);
 }
 
@@ -1037,11 +1019,11 @@ static int sq_reserve(product_store_t *s, ps_arena_t *a, const char *reservation
   }
   if (rc != PS_ENOTFOUND) goto out;
   sqlite3_stmt *st = stmt(s, Q_RES_INSERT);
-  bind_text(st, 1, reservation_id);
-  bind_text(st, 2, key);
+  ps_sqlite_bind_text(st, 1, reservation_id);
+  ps_sqlite_bind_text(st, 2, key);
   sqlite3_bind_int64(st, 3, now);
   sqlite3_bind_int64(st, 4, now + ttl);
-  if ((rc = exec_done(s, st))) goto out;
+  if ((rc = ps_sqlite_exec_done(st))) goto out;
   for (size_t i = 0; i < n; i++) {
     fail->index = i;
     if ((rc = take_item(s, a, reservation_id, i, &items[i], now, fail))) goto out;
@@ -1197,13 +1179,9 @@ int product_sqlite_open(const char *path, product_store_t **out) {
     ps_free(s);
     return rc;
   }
-  for (int i = 0; i < Q__COUNT; i++) {
-    if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
-        SQLITE_OK) {
-      ps_log_error("sqlite: cannot prepare \"%.60s\": %s", sql[i], sqlite3_errmsg(s->db));
-      sq_close(&s->base);
-      return PS_ESTORE;
-    }
+  if (ps_sqlite_prepare_all(s->db, sql, Q__COUNT, s->st)) {
+    sq_close(&s->base);
+    return PS_ESTORE;
   }
   *out = &s->base;
   return 0;

@@ -62,38 +62,23 @@ typedef struct {
 
 /* Returns the statement q, reset and with bindings cleared, ready to bind. */
 static sqlite3_stmt *stmt(user_store_t *s, int q) {
-  sqlite3_stmt *st = ((sqlite_store_t *)s)->st[q];
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return st;
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *v) {
-  sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-}
-
-/* Runs a statement that returns no rows; returns 0 or a PS_E* code. */
-static int exec_done(sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  int err = rc == SQLITE_DONE ? 0 : ps_sqlite_err(rc);
-  sqlite3_reset(st);
-  return err;
+  return ps_sqlite_fresh(((sqlite_store_t *)s)->st[q]);
 }
 
 static int changes(user_store_t *s) { return sqlite3_changes(((sqlite_store_t *)s)->db); }
 
 static int s_create(user_store_t *s, const user_t *u) {
   sqlite3_stmt *st = stmt(s, Q_CREATE);
-  bind_text(st, 1, u->id);
-  bind_text(st, 2, u->email);
-  bind_text(st, 3, u->password_hash);
-  bind_text(st, 4, u->role);
-  bind_text(st, 5, u->name ? u->name : "");
-  bind_text(st, 6, u->profile ? u->profile : "{}");
-  bind_text(st, 7, u->settings ? u->settings : "{}");
+  ps_sqlite_bind_text(st, 1, u->id);
+  ps_sqlite_bind_text(st, 2, u->email);
+  ps_sqlite_bind_text(st, 3, u->password_hash);
+  ps_sqlite_bind_text(st, 4, u->role);
+  ps_sqlite_bind_text(st, 5, u->name ? u->name : "");
+  ps_sqlite_bind_text(st, 6, u->profile ? u->profile : "{}");
+  ps_sqlite_bind_text(st, 7, u->settings ? u->settings : "{}");
   sqlite3_bind_int64(st, 8, u->created_at);
   sqlite3_bind_int64(st, 9, u->updated_at);
-  return exec_done(st);
+  return ps_sqlite_exec_done(st);
 }
 
 static int read_user(sqlite3_stmt *st, ps_arena_t *a, user_t *out) {
@@ -117,67 +102,67 @@ static int read_user(sqlite3_stmt *st, ps_arena_t *a, user_t *out) {
 
 static int s_get_by_id(user_store_t *s, ps_arena_t *a, const char *id, user_t *out) {
   sqlite3_stmt *st = stmt(s, Q_BY_ID);
-  bind_text(st, 1, id);
+  ps_sqlite_bind_text(st, 1, id);
   return read_user(st, a, out);
 }
 
 static int s_get_by_email(user_store_t *s, ps_arena_t *a, const char *email, user_t *out) {
   sqlite3_stmt *st = stmt(s, Q_BY_EMAIL);
-  bind_text(st, 1, email);
+  ps_sqlite_bind_text(st, 1, email);
   return read_user(st, a, out);
 }
 
 static int s_update_profile(user_store_t *s, const user_t *u) {
   sqlite3_stmt *st = stmt(s, Q_PROFILE);
-  bind_text(st, 1, u->name);
-  bind_text(st, 2, u->profile);
+  ps_sqlite_bind_text(st, 1, u->name);
+  ps_sqlite_bind_text(st, 2, u->profile);
   sqlite3_bind_int64(st, 3, u->updated_at);
-  bind_text(st, 4, u->id);
-  int rc = exec_done(st);
+  ps_sqlite_bind_text(st, 4, u->id);
+  int rc = ps_sqlite_exec_done(st);
   return rc ? rc : changes(s) ? 0 : PS_ENOTFOUND;
 }
 
 static int s_update_settings(user_store_t *s, const char *id, const char *settings, int64_t now) {
   sqlite3_stmt *st = stmt(s, Q_SETTINGS);
-  bind_text(st, 1, settings);
+  ps_sqlite_bind_text(st, 1, settings);
   sqlite3_bind_int64(st, 2, now);
-  bind_text(st, 3, id);
-  int rc = exec_done(st);
+  ps_sqlite_bind_text(st, 3, id);
+  int rc = ps_sqlite_exec_done(st);
   return rc ? rc : changes(s) ? 0 : PS_ENOTFOUND;
 }
 
 static int s_update_password(user_store_t *s, const char *id, const char *hash, int64_t now) {
   sqlite3_stmt *st = stmt(s, Q_PASSWORD);
-  bind_text(st, 1, hash);
+  ps_sqlite_bind_text(st, 1, hash);
   sqlite3_bind_int64(st, 2, now);
-  bind_text(st, 3, id);
-  int rc = exec_done(st);
+  ps_sqlite_bind_text(st, 3, id);
+  int rc = ps_sqlite_exec_done(st);
   return rc ? rc : changes(s) ? 0 : PS_ENOTFOUND;
 }
 
 static int s_set_role(user_store_t *s, const char *id, const char *role) {
   sqlite3_stmt *st = stmt(s, Q_ROLE);
-  bind_text(st, 1, role);
-  bind_text(st, 2, id);
-  int rc = exec_done(st);
+  ps_sqlite_bind_text(st, 1, role);
+  ps_sqlite_bind_text(st, 2, id);
+  int rc = ps_sqlite_exec_done(st);
   return rc ? rc : changes(s) ? 0 : PS_ENOTFOUND;
 }
 
 static int s_refresh_add(user_store_t *s, const char *hash, const char *family,
                          const char *user_id, int64_t expires_at) {
   sqlite3_stmt *st = stmt(s, Q_REFRESH_ADD);
-  bind_text(st, 1, hash);
-  bind_text(st, 2, family);
-  bind_text(st, 3, user_id);
+  ps_sqlite_bind_text(st, 1, hash);
+  ps_sqlite_bind_text(st, 2, family);
+  ps_sqlite_bind_text(st, 3, user_id);
   sqlite3_bind_int64(st, 4, expires_at);
-  return exec_done(st);
+  return ps_sqlite_exec_done(st);
 }
 
 /* Reads a token row: family, user id, used flag, expiry. */
 static int refresh_row(user_store_t *s, ps_arena_t *a, const char *hash, const char **family,
                        const char **user_id, int *used, int64_t *expires_at) {
   sqlite3_stmt *st = stmt(s, Q_REFRESH_GET);
-  bind_text(st, 1, hash);
+  ps_sqlite_bind_text(st, 1, hash);
   int rc = sqlite3_step(st);
   if (rc != SQLITE_ROW) {
     sqlite3_reset(st);
@@ -194,9 +179,9 @@ static int refresh_row(user_store_t *s, ps_arena_t *a, const char *hash, const c
 static int s_refresh_use(user_store_t *s, ps_arena_t *a, const char *hash, int64_t now,
                          const char **user_id, const char **family) {
   sqlite3_stmt *st = stmt(s, Q_REFRESH_USE);
-  bind_text(st, 1, hash);
+  ps_sqlite_bind_text(st, 1, hash);
   sqlite3_bind_int64(st, 2, now);
-  int rc = exec_done(st);
+  int rc = ps_sqlite_exec_done(st);
   if (rc) return rc;
   int won = changes(s) == 1;
   int used = 0;
@@ -216,34 +201,34 @@ static int s_refresh_family(user_store_t *s, ps_arena_t *a, const char *hash,
 
 static int s_refresh_revoke_family(user_store_t *s, const char *family) {
   sqlite3_stmt *st = stmt(s, Q_REFRESH_REVOKE_FAMILY);
-  bind_text(st, 1, family);
-  return exec_done(st);
+  ps_sqlite_bind_text(st, 1, family);
+  return ps_sqlite_exec_done(st);
 }
 
 static int s_refresh_revoke_user(user_store_t *s, const char *user_id) {
   sqlite3_stmt *st = stmt(s, Q_REFRESH_REVOKE_USER);
-  bind_text(st, 1, user_id);
-  return exec_done(st);
+  ps_sqlite_bind_text(st, 1, user_id);
+  return ps_sqlite_exec_done(st);
 }
 
 static int s_reset_add(user_store_t *s, const char *hash, const char *user_id, int64_t expires_at) {
   sqlite3_stmt *st = stmt(s, Q_RESET_ADD);
-  bind_text(st, 1, hash);
-  bind_text(st, 2, user_id);
+  ps_sqlite_bind_text(st, 1, hash);
+  ps_sqlite_bind_text(st, 2, user_id);
   sqlite3_bind_int64(st, 3, expires_at);
-  return exec_done(st);
+  return ps_sqlite_exec_done(st);
 }
 
 static int s_reset_consume(user_store_t *s, ps_arena_t *a, const char *hash, int64_t now,
                            const char **user_id) {
   sqlite3_stmt *st = stmt(s, Q_RESET_USE);
-  bind_text(st, 1, hash);
+  ps_sqlite_bind_text(st, 1, hash);
   sqlite3_bind_int64(st, 2, now);
-  int rc = exec_done(st);
+  int rc = ps_sqlite_exec_done(st);
   if (rc) return rc;
   int won = changes(s) == 1;
   st = stmt(s, Q_RESET_GET);
-  bind_text(st, 1, hash);
+  ps_sqlite_bind_text(st, 1, hash);
   rc = sqlite3_step(st);
   if (rc != SQLITE_ROW) {
     sqlite3_reset(st);
@@ -258,10 +243,10 @@ static int s_reset_consume(user_store_t *s, ps_arena_t *a, const char *hash, int
 
 static int s_outbox_add(user_store_t *s, const char *type, const char *payload, int64_t now) {
   sqlite3_stmt *st = stmt(s, Q_OUTBOX);
-  bind_text(st, 1, type);
-  bind_text(st, 2, payload);
+  ps_sqlite_bind_text(st, 1, type);
+  ps_sqlite_bind_text(st, 2, payload);
   sqlite3_bind_int64(st, 3, now);
-  return exec_done(st);
+  return ps_sqlite_exec_done(st);
 }
 
 static int s_ping(user_store_t *s) {
@@ -273,7 +258,7 @@ static int s_ping(user_store_t *s) {
 
 static void s_close(user_store_t *s) {
   sqlite_store_t *ss = (sqlite_store_t *)s;
-  for (int i = 0; i < Q__COUNT; i++) sqlite3_finalize(ss->st[i]);
+  ps_sqlite_finalize_all(ss->st, Q__COUNT);
   sqlite3_close_v2(ss->db);
   ps_free(ss);
 }
@@ -305,11 +290,9 @@ int user_store_sqlite_open(const char *path, user_store_t **out) {
     ps_free(ss);
     return PS_ESTORE;
   }
-  for (int i = 0; i < Q__COUNT; i++) {
-    if (!(ss->st[i] = ps_sqlite_prepare(ss->db, sql[i]))) {
-      s_close(&ss->base);
-      return PS_ESTORE;
-    }
+  if (ps_sqlite_prepare_all(ss->db, sql, Q__COUNT, ss->st)) {
+    s_close(&ss->base);
+    return PS_ESTORE;
   }
   *out = &ss->base;
   return 0;
