@@ -12,6 +12,7 @@
 #include "polyshop/config.h"
 #include "polyshop/error.h"
 #include "polyshop/log.h"
+#include "polyshop/service.h"
 #include "polyshop/pg.h"
 #include "polyshop/sqlite.h"
 
@@ -77,24 +78,9 @@ static int ready(void *ctx, void *thread_ctx) {
   return t->store->ops->ping(t->store);
 }
 
-static const char *url_or_error(ps_config_t *cfg, const char *name, int required) {
-  const char *v = required ? ps_config_required(cfg, name) : ps_config_str(cfg, name, NULL);
-  if (v && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
-    ps_config_error(cfg, "%s=\"%s\" must be an http:// or https:// URL", name, v);
-  return v;
-}
-
 int main(void) {
   ps_config_t cfg;
-  ps_config_init(&cfg);
-  ps_log_level_t level = PS_LOG_INFO;
-  if (ps_log_level_parse(ps_config_str(&cfg, "POLYSHOP_LOG_LEVEL", "info"), &level))
-    ps_config_error(&cfg, "POLYSHOP_LOG_LEVEL must be debug, info, warn or error");
-  ps_log_init("order", level);
-  if (sodium_init() < 0) {
-    ps_log_error("libsodium failed to start");
-    return 1;
-  }
+  ps_service_init(&cfg, "order");
 
   order_service_t svc = {0};
   ps_server_config_t server;
@@ -103,11 +89,11 @@ int main(void) {
   char default_url[4096];
   snprintf(default_url, sizeof(default_url), "sqlite://%s/order.db", data_dir);
   svc.store_url = ps_config_str(&cfg, "ORDER_STORE", default_url);
-  svc.user_url = url_or_error(&cfg, "USER_URL", 1);
-  svc.product_url = url_or_error(&cfg, "PRODUCT_URL", 1);
-  svc.payment_url = url_or_error(&cfg, "PAYMENT_URL", 1);
-  svc.notification_url = url_or_error(&cfg, "NOTIFICATION_URL", 0);
-  svc.analytics_url = url_or_error(&cfg, "ANALYTICS_URL", 0);
+  svc.user_url = ps_config_url(&cfg, "USER_URL", 1);
+  svc.product_url = ps_config_url(&cfg, "PRODUCT_URL", 1);
+  svc.payment_url = ps_config_url(&cfg, "PAYMENT_URL", 1);
+  svc.notification_url = ps_config_url(&cfg, "NOTIFICATION_URL", 0);
+  svc.analytics_url = ps_config_url(&cfg, "ANALYTICS_URL", 0);
   svc.internal_token = ps_config_str(&cfg, "POLYSHOP_INTERNAL_TOKEN", NULL);
   svc.default_payment_method = ps_config_str(&cfg, "ORDER_DEFAULT_PAYMENT_METHOD", "pm_card_visa");
   svc.reservation_ttl = ps_config_int(&cfg, "ORDER_RESERVATION_TTL", 900, 30, 86400);

@@ -11,6 +11,7 @@
 #include "polyshop/config.h"
 #include "polyshop/error.h"
 #include "polyshop/log.h"
+#include "polyshop/service.h"
 
 static void *thread_init(void *ctx) {
   payment_service_t *svc = ctx;
@@ -44,15 +45,7 @@ static int ready(void *ctx, void *thread_ctx) {
 
 int main(void) {
   ps_config_t cfg;
-  ps_config_init(&cfg);
-  ps_log_level_t level = PS_LOG_INFO;
-  if (ps_log_level_parse(ps_config_str(&cfg, "POLYSHOP_LOG_LEVEL", "info"), &level))
-    ps_config_error(&cfg, "POLYSHOP_LOG_LEVEL must be debug, info, warn or error");
-  ps_log_init("payment", level);
-  if (sodium_init() < 0) {
-    ps_log_error("libsodium failed to start");
-    return 1;
-  }
+  ps_service_init(&cfg, "payment");
 
   payment_service_t svc = {0};
   ps_server_config_t server;

@@ -13,6 +13,7 @@
 #include "polyshop/error.h"
 #include "polyshop/http.h"
 #include "polyshop/log.h"
+#include "polyshop/service.h"
 #include "polyshop/metrics.h"
 #include "polyshop/sqlite.h"
 #include "product.h"
@@ -95,12 +96,7 @@ static int maybe_load_demo(const product_service_t *svc, int size) {
 
 int main(void) {
   ps_config_t cfg;
-  ps_config_init(&cfg);
-  const char *level_name = ps_config_str(&cfg, "POLYSHOP_LOG_LEVEL", "info");
-  ps_log_level_t level = PS_LOG_INFO;
-  if (ps_log_level_parse(level_name, &level))
-    ps_config_error(&cfg, "POLYSHOP_LOG_LEVEL must be debug, info, warn or error");
-  ps_log_init("product", level);
+  ps_service_init(&cfg, "product");
 
   product_service_t svc;
   memset(&svc, 0, sizeof(svc));
