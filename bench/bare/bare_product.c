@@ -4,8 +4,8 @@
  * shape where that shape costs work the service cannot avoid: N evhttp loops sharing one
  * listening socket (like lib/http.c), one SQLite connection per loop opened like
  * lib/sqlite.c opens it, and one prepared statement running the very SQL that
- * services/product/store_sqlite.c runs to assemble the product document (keep DOC_SQL in
- * step with it), over the same database file.
+ * services/product/store_sqlite.c runs to assemble the product document (its DOC_SQL,
+ * extracted at build time), over the same database file.
  *
  *   bare_product DB_PATH PORT [THREADS]   (THREADS: default the number of online cores)
  *
@@ -25,18 +25,9 @@
 
 #define PREFIX "/api/v1/products/"
 
-/* Copied from services/product/store_sqlite.c (DOC_SQL) so that both do equal work. */
-#define DOC_SQL                                                                               \
-  "json_object('id',p.id,'sku',p.sku,'name',p.name,'description',p.description,"             \
-  "'kind',p.kind,'brand',p.brand,'category',p.category,'price',p.price,"                      \
-  "'currency',p.currency,'stock',p.stock,'attributes',json(p.attributes),"                    \
-  "'variants',json((SELECT json_group_array(CASE WHEN v.price IS NULL"                        \
-  " THEN json_object('sku',v.sku,'attributes',json(v.attributes),'stock',v.stock)"            \
-  " ELSE json_object('sku',v.sku,'attributes',json(v.attributes),'stock',v.stock,"            \
-  "'price',v.price) END) FROM (SELECT * FROM variants WHERE product_id = p.id"                \
-  " ORDER BY position) v)),"                                                                  \
-  "'images',json(p.images),'popularity',p.popularity,'created_at',p.created_ms / 1000,"       \
-  "'updated_at',p.updated_at)"
+/* DOC_SQL: the product service's own definition, taken out of services/product/store_sqlite.c
+ * into doc_sql.h by bench/scenarios/10-product.sh at build time, so both do equal work. */
+#include "doc_sql.h"
 
 typedef struct {
   pthread_t tid;

@@ -7,7 +7,8 @@
 #       and a service that does not come up within BENCH_START_TIMEOUT (120 s) is a
 #       failure returned (1), not the end of the run.
 #   bench_openloop ID DESCRIPTION RATE TARGETS_FILE [P99_TARGET_MS]
-#       open loop: vegeta at RATE requests/s for BENCH_OPENLOOP_DURATION seconds (10) with
+#       open loop: vegeta at RATE requests/s for BENCH_OPENLOOP_DURATION seconds (10), at
+#       most BENCH_OPENLOOP_MAX_WORKERS (1000) requests in flight, with
 #       the vegeta JSON targets in TARGETS_FILE (one request per line, used in turn);
 #       records p50/p99/p99.9/max, errors and the rate really sent. With P99_TARGET_MS the
 #       p99 must stay under it with no error (a verdict in the report; a miss counts for
@@ -30,6 +31,7 @@
 
 VEGETA_MODULE=github.com/tsenart/vegeta/v12@v12.13.0
 OPENLOOP_DURATION=${BENCH_OPENLOOP_DURATION:-10}
+OPENLOOP_MAX_WORKERS=${BENCH_OPENLOOP_MAX_WORKERS:-1000}
 START_TIMEOUT=${BENCH_START_TIMEOUT:-120}
 OPENLOOP_PY=$ROOT/bench/scenarios/openloop.py
 VEGETA=
@@ -111,7 +113,8 @@ bench_openloop() {
   done
   times >"$TMP/times.0"
   "$VEGETA" attack -format=json -targets="$targets" -rate="$rate/1s" \
-    -duration="${OPENLOOP_DURATION}s" -timeout=10s -max-body=400 -name="$id" >"$bin" ||
+    -duration="${OPENLOOP_DURATION}s" -timeout=10s -max-workers="$OPENLOOP_MAX_WORKERS" -max-body=400 \
+    -name="$id" >"$bin" ||
     die "$id: vegeta failed"
   times >"$TMP/times.1"
   c0=$(children_seconds "$TMP/times.0") c1=$(children_seconds "$TMP/times.1")
@@ -141,6 +144,6 @@ openloop_report() {
   : >"$TMP/ratio_targets.tsv"
   for k in "${!RATIO_TARGET[@]}"; do printf '%s\t%s\n' "$k" "${RATIO_TARGET[$k]}" >>"$TMP/ratio_targets.tsv"; done
   touch "$TMP/openloop.tsv"
-  TMP=$TMP OPENLOOP_DURATION=$OPENLOOP_DURATION VEGETA_MODULE=$VEGETA_MODULE \
+  TMP=$TMP OPENLOOP_DURATION=$OPENLOOP_DURATION OPENLOOP_MAX_WORKERS=$OPENLOOP_MAX_WORKERS VEGETA_MODULE=$VEGETA_MODULE \
     /usr/bin/python3 "$OPENLOOP_PY" report
 }

@@ -131,6 +131,23 @@ checkout_stack() {
     PAYMENT_URL="http://127.0.0.1:${SERVICE_PORT[co_payment_$store]}" || return 1
 }
 
+# wait_idle ORDERS_URL: until the order service answers its probe quickly again (requests
+# vegeta gave up on are still queued in an overloaded service), so that each rate starts
+# from an idle system.
+wait_idle() {
+  local health=${1%/api/v1/orders}/healthz deadline=$((SECONDS + 120)) t quick=0
+  while ((SECONDS < deadline)); do
+    sleep 0.5
+    t=$(curl -s -o /dev/null -w '%{time_total}' --max-time 10 "$health" || echo 10)
+    if awk -v t="$t" 'BEGIN { exit !(t < 0.05) }'; then
+      ((++quick < 3)) || return 0
+    else
+      quick=0
+    fi
+  done
+  return 1
+}
+
 # checkout_login EMAIL: registers the buyer on the checkout's user service, prints a token.
 checkout_login() {
   local base="http://127.0.0.1:${SERVICE_PORT[co_user]}" body
@@ -155,7 +172,8 @@ checkout_rates() {
   local low=${CHECKOUT_RATES%% *}
   /usr/bin/python3 "$OPENLOOP_PY" order-targets "$base" "$token" "$CHECKOUT_PRODUCTS" $((low * 3)) "warm-$store" >"$TMP/warm.targets"
   log "checkout_$store: warm-up 3 s at $low orders/s"
-  "$VEGETA" attack -format=json -targets="$TMP/warm.targets" -rate="$low/1s" -duration=3s -timeout=10s >/dev/null
+  "$VEGETA" attack -format=json -targets="$TMP/warm.targets" -rate="$low/1s" -duration=3s -timeout=10s \
+    -max-workers="$OPENLOOP_MAX_WORKERS" >/dev/null
   OPENLOOP_CPU=(user=co_user product=co_product order="co_order_$store" payment="co_payment_$store")
   [[ $store == pg ]] && OPENLOOP_CPU+=(postgres=postgres)
   for rate in $CHECKOUT_RATES; do
@@ -163,7 +181,7 @@ checkout_rates() {
     /usr/bin/python3 "$OPENLOOP_PY" order-targets "$base" "$token" "$CHECKOUT_PRODUCTS" "$n" "$store-$rate" >"$TMP/orders.targets"
     target=
     [[ $store == sqlite && $rate == "$CHECKOUT_TARGET_RATE" ]] && target=20
-    sleep 2 # let the previous rate's tail drain
+    wait_idle "$base" || bench_note "checkout_${store}_$rate: the order service was still busy with the previous rate's backlog after 120 s."
     bench_openloop "checkout_${store}_$rate" "POST /api/v1/orders, $label" "$rate" "$TMP/orders.targets" $target
   done
   OPENLOOP_CPU=()

@@ -49,7 +49,11 @@ def stats(rate, cpu_json="{}"):
                 except (ValueError, AttributeError):
                     pass
             else:
-                kind = "timeout" if "timeout" in err.lower() or "deadline" in err.lower() else err[:60]
+                # Go's errors name the request first ('Get "http://...": dial tcp ...'): drop it,
+                # so that one cause counts once.
+                msg = re.sub(r'^[A-Z]+ "[^"]*": ', "", err)
+                msg = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1", msg)
+                kind = "timeout" if "timeout" in msg.lower() or "deadline" in msg.lower() else msg[:80]
             kinds[kind] = kinds.get(kind, 0) + 1
     lat.sort()
     n = len(lat)
@@ -97,6 +101,16 @@ def median(xs):
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
+def cpu_per_request(rs):
+    """Server CPU microseconds per request over every wrk round of a scenario (bench/run
+    records cpu_ticks and clk_tck with each round)."""
+    done = [x for x in rs.values() if "cpu_ticks" in x]
+    reqs = sum(x["requests"] for x in done)
+    if not reqs:
+        return None
+    return sum(x["cpu_ticks"] for x in done) * 1e6 / done[0]["clk_tck"] / reqs
+
+
 def report():
     tmp = os.environ["TMP"]
     lines, verdicts, missed = [], [], 0
@@ -120,19 +134,25 @@ def report():
             continue
         r = median(ratios)
         ok = r >= want
+        c_s, c_r = cpu_per_request(rs), cpu_per_request(refs)
+        eff = ("; by server CPU per request (%.1f vs %.1f µs), which other load on the machine hardly "
+               "moves, it does %.0f%% of the reference's work rate" % (c_s, c_r, 100 * c_r / c_s)) if c_s and c_r else ""
         missed += not ok
         verdicts.append("- `%s` at least %.0f%% of `%s`'s requests/s (same rounds, back to back): **%s** "
-                        "(%.1f%%: %s vs %s req/s, median rounds; per-round ratios %s)" % (
+                        "(%.1f%%: %s vs %s req/s, median rounds; per-round ratios %s)%s" % (
                             sid, 100 * want, ref, "met" if ok else "NOT met", 100 * r,
                             "{:,.0f}".format(median([x["rps"] for x in rs.values()])),
                             "{:,.0f}".format(median([x["rps"] for x in refs.values()])),
-                            ", ".join("%.0f%%" % (100 * x) for x in ratios)))
+                            ", ".join("%.0f%%" % (100 * x) for x in ratios), eff))
 
     rows = []
     for line in open(os.path.join(tmp, "openloop.tsv")):
         sid, rate, p99_target, desc, js = line.rstrip("\n").split("\t", 4)
         r = json.loads(js)
-        kinds = ", ".join("%s ×%d" % (k, v) for k, v in sorted(r["error_kinds"].items(), key=lambda kv: -kv[1]))
+        top = sorted(r["error_kinds"].items(), key=lambda kv: -kv[1])
+        kinds = ", ".join("%s ×%d" % (k.replace("|", "/"), v) for k, v in top[:4])
+        if len(top) > 4:
+            kinds += ", %d other kinds ×%d" % (len(top) - 4, sum(v for _, v in top[4:]))
         cpu = dict(r.get("cpu_us", {}))
         n = max(r["requests"], 1)
         loadgen = cpu.pop("loadgen", None)
@@ -159,13 +179,15 @@ def report():
             "server does, so a stall shows in the latency instead of slowing the client (wrk above "
             "is closed-loop). Latency is from sending a request to its whole answer; percentiles are "
             "nearest-rank over every request; an error is a transport error, a timeout (10 s) or a "
-            "non-2xx status. `sent/s` is the rate vegeta really achieved: below the asked rate, "
-            "the load generator itself was short of CPU. Server CPU per request: user + system time of "
+            "non-2xx status. At most %s requests are in flight (vegeta's `-max-workers`): a server that "
+            "falls further behind makes vegeta fall behind its schedule instead of opening thousands of "
+            "connections, and `sent/s`, the rate really sent, drops below the asked rate (so does it "
+            "when the load generator is short of CPU). Server CPU per request: user + system time of "
             "the server processes (each service with all its threads; PostgreSQL with its backends) "
             "during the attack over the requests sent, in µs, split by process; the machine has %d cores "
             "for all of it, the load generator included." % (
                 os.environ.get("VEGETA_MODULE", "vegeta"), os.environ.get("OPENLOOP_DURATION", "?"),
-                os.cpu_count() or 0),
+                os.environ.get("OPENLOOP_MAX_WORKERS", "?"), os.cpu_count() or 0),
             "",
             "| scenario | what | rate/s | sent/s | p50 | p99 | p99.9 | max | errors / requests | server CPU per request | vegeta CPU per request |",
             "|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
