@@ -136,6 +136,7 @@ need_product_mongo() {
   fi
   log "product service on FerretDB ready in $((SECONDS - t0)) s (demo catalog loaded)"
   product_ids product_mongo
+  bench_note "MongoDB protocol: FerretDB $("$ferret" --version 2>/dev/null | sed -n 's/^version: *//p' | head -n1) on its SQLite handler, private to the run (no genuine mongod is available through this machine's registries; SPEC.md). The product service's CPU per request excludes FerretDB's, which does most of the work."
   MONGO_PRODUCT=up
 }
 

@@ -112,6 +112,7 @@ EOF
   PGPASSWORD=polyshop psql -qX -h 127.0.0.1 -p "$port" -U polyshop -d postgres \
     -c 'CREATE DATABASE polyshop' >/dev/null || die "cannot create the benchmark's database"
   PG_URL=postgresql://polyshop:polyshop@127.0.0.1:$port/polyshop
+  bench_note "PostgreSQL: $("$PG_BIN/postgres" --version | awk '{print $3}'), a cluster private to the run (initdb in the run's folder), shared_buffers 128MB, fsync on, synchronous_commit off (the embedded stores' durability: WAL with synchronous=NORMAL); the user and product services stay on SQLite (they have no PostgreSQL adapter)."
   log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on :$port"
 }
 
@@ -190,6 +191,7 @@ checkout_rates() {
 
 scenario_checkout_sqlite() {
   ((ROUND == ROUNDS)) || return 0
+  bench_note "Checkout: every order is 2 lines (quantity 1) of 50 products, a new Idempotency-Key, the test provider's good card; user, product, order and payment are separate processes (POLYSHOP_THREADS ${CHECKOUT_THREADS:-default} for the order service, which serves that many checkouts at once) and vegeta runs on the same 2 cores. Each rate starts once the previous one's backlog is served; past saturation \`sent/s\` is about the stack's throughput, since vegeta keeps at most $OPENLOOP_MAX_WORKERS orders in flight."
   checkout_stack sqlite || die "the checkout services did not start on SQLite"
   checkout_rates sqlite "order + payment on embedded SQLite"
 }

@@ -167,9 +167,16 @@ def report():
             t = float(p99_target)
             ok = r["p99_ms"] < t and r["errors"] == 0
             missed += not ok
-            verdicts.append("- `%s` p99 under %g ms at %s req/s, open loop: **%s** (p99 %.2f ms, p99.9 %.2f ms, %d errors of %d)" % (
+            need = ""
+            if cpu:
+                per = sum(cpu.values()) / n
+                need = ("; the servers spent %.0f µs of CPU per request, so %s req/s need %.2f cores "
+                        "for the servers alone (%.2f with the load generator) of the machine's %d" % (
+                            per, "{:,}".format(int(float(rate))), per * float(rate) / 1e6,
+                            (per + (loadgen or 0) / n) * float(rate) / 1e6, os.cpu_count() or 0))
+            verdicts.append("- `%s` p99 under %g ms at %s req/s, open loop: **%s** (p99 %.2f ms, p99.9 %.2f ms, %d errors of %d, sent %.0f/s%s)" % (
                 sid, t, "{:,}".format(int(float(rate))), "met" if ok else "NOT met", r["p99_ms"], r["p999_ms"],
-                r["errors"], r["requests"]))
+                r["errors"], r["requests"], r["sent_rate"], need))
 
     if rows:
         lines += [
