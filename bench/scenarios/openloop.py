@@ -3,9 +3,10 @@
   openloop.py stats RATE [CPU]      vegeta's CSV results on stdin (and the CPU microseconds
                                     each process spent, a JSON object) -> one JSON line
   openloop.py get-targets BASE IDS  vegeta JSON targets: GET BASE/<id> for each line of IDS
-  openloop.py order-targets URL TOKEN IDS N PREFIX
+  openloop.py order-targets URL TOKENS IDS N PREFIX
                                     N POST URL targets, each a distinct Idempotency-Key
-                                    PREFIX-<n> and two lines of products from IDS
+                                    PREFIX-<n>, two lines of products from IDS, the buyers'
+                                    access tokens of TOKENS in turn
   openloop.py report                Markdown section for bench/RESULTS.md (env TMP ...)
 """
 import base64
@@ -76,7 +77,8 @@ def get_targets(base, ids_file):
             print(json.dumps({"method": "GET", "url": base.rstrip("/") + "/" + pid}))
 
 
-def order_targets(url, token, ids_file, n, prefix):
+def order_targets(url, tokens_file, ids_file, n, prefix):
+    tokens = [l.strip() for l in open(tokens_file) if l.strip()]
     ids = [l.strip() for l in open(ids_file) if l.strip()]
     rnd = random.Random(20261124)
     address = {"name": "Bench Buyer", "line1": "1 Main St", "city": "Berlin",
@@ -90,7 +92,7 @@ def order_targets(url, token, ids_file, n, prefix):
         print(json.dumps({
             "method": "POST", "url": url,
             "body": base64.b64encode(body.encode()).decode(),
-            "header": {"Authorization": ["Bearer " + token],
+            "header": {"Authorization": ["Bearer " + tokens[i % len(tokens)]],
                        "Content-Type": ["application/json"],
                        "Idempotency-Key": ["%s-%d" % (prefix, i)]}}))
 
