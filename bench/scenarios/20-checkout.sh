@@ -8,10 +8,10 @@
 #                     $TMP: no other work shares it, nothing of it outlives the run)
 #
 # Both use the same user and product services (embedded SQLite: neither has a PostgreSQL
-# adapter). Every order is from one of BENCH_CHECKOUT_BUYERS (50) buyers in turn, a distinct
-# Idempotency-Key and two lines (quantity 1) of products
-# picked at random among 50 made for the run with 10,000,000 units each, paid with the
-# payment service's built-in test provider (pm_card_visa). Each rate of BENCH_CHECKOUT_RATES
+# adapter). Every order comes from one of BENCH_CHECKOUT_BUYERS (50) buyers in turn, has a
+# distinct Idempotency-Key and two lines (quantity 1) of products picked at random among 50
+# made for the run with 10,000,000 units each, and is paid with the payment service's
+# built-in test provider (pm_card_visa). Each rate of BENCH_CHECKOUT_RATES
 # ("250 500 1000 2000") runs BENCH_OPENLOOP_DURATION seconds after a 3 s warm-up at the
 # lowest rate. BENCH_CHECKOUT_THREADS sets POLYSHOP_THREADS of the order service, which
 # calls the other services synchronously and so serves that many checkouts at once
