@@ -1,5 +1,6 @@
-/* http.c - the evhttp server: event-loop threads sharing one listening socket, request
- * dispatch through the route table, built-in probes and metrics, graceful drain (http.h). */
+/* http.c - the server: event-loop threads sharing one listening socket, request dispatch
+ * through the route table, built-in probes and metrics, graceful drain (http.h). The wire
+ * protocol is in http1.c. */
 #include "polyshop/http.h"
 
 #include <arpa/inet.h>
@@ -7,7 +8,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -21,31 +21,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http_internal.h"
 #include "polyshop/alloc.h"
 #include "polyshop/error.h"
 #include "polyshop/log.h"
 #include "polyshop/metrics.h"
 #include "polyshop/problem.h"
 
-typedef struct {
-  ps_server_t *server;
-  pthread_t tid;
-  struct event_base *base;
-  struct evhttp *http;
-  struct evconnlistener *listener;
-  struct evhttp_bound_socket *bound;
-  struct event *drain_ev, *tick_ev;
-  void *thread_ctx;
-  char id_prefix[17];
-  unsigned long long id_counter;
-  unsigned long long last_request_ns;
-  unsigned long long drain_started_ns;
-  int started; /* 1 ok, -1 failed */
-} loop_t;
+typedef ps__loop_t loop_t;
 
 struct ps_server {
   const ps_service_t *svc;
@@ -99,7 +87,7 @@ static struct evkeyvalq *req_query(ps_req_t *req) {
   if (req->query_) return req->query_;
   struct evkeyvalq *q = ps_arena_alloc(&req->arena, sizeof(*q));
   TAILQ_INIT(q);
-  const char *s = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req->ev));
+  const char *s = req->query_string_;
   if (s && evhttp_parse_query_str(s, q) != 0) evhttp_clear_headers(q); /* malformed: none */
   ps_arena_defer(&req->arena, clear_query, q);
   req->query_ = q;
@@ -117,7 +105,9 @@ void ps_req_query_each(ps_req_t *req, void (*cb)(void *arg, const char *key, con
 }
 
 const char *ps_req_header(ps_req_t *req, const char *name) {
-  return evhttp_find_header(evhttp_request_get_input_headers(req->ev), name);
+  for (ps__header_t *h = req->in_headers_; h; h = h->next)
+    if (strcasecmp(h->name, name) == 0) return h->value;
+  return NULL;
 }
 
 void *ps_server_thread_base(void) { return current_loop ? current_loop->base : NULL; }
@@ -126,50 +116,31 @@ int ps_server_port(void) { return running ? running->bound_port : 0; }
 
 /* --- answering -------------------------------------------------------------------------- */
 
-static const char *reason_phrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
-  }
+void ps_reply_header(ps_req_t *req, const char *name, const char *value) {
+  ps__header_t *h = ps_arena_alloc(&req->arena, sizeof(*h));
+  h->name = ps_arena_strdup(&req->arena, name);
+  h->value = ps_arena_strdup(&req->arena, value);
+  h->next = req->out_headers_;
+  req->out_headers_ = h;
 }
 
-void ps_reply_header(ps_req_t *req, const char *name, const char *value) {
-  evhttp_add_header(evhttp_request_get_output_headers(req->ev), name, value);
+/* Sends the scratch buffer of the request's loop as the body. */
+static void send_answer(ps_req_t *req, int status, const char *content_type) {
+  if (req->status) {
+    ps_log(PS_LOG_ERROR, req->request_id, "second reply to %s %s ignored", req->method, req->path);
+    evbuffer_drain(current_loop->scratch, evbuffer_get_length(current_loop->scratch));
+    return;
+  }
+  req->status = status;
+  if (atomic_load_explicit(&req->server->draining, memory_order_relaxed))
+    req->keep_alive_ = 0; /* send keep-alive clients elsewhere */
+  ps__conn_write_answer(req, status, content_type, current_loop->scratch);
 }
 
 void ps_reply_raw(ps_req_t *req, int status, const char *content_type, const void *data,
                   size_t len) {
-  if (req->status) {
-    ps_log(PS_LOG_ERROR, req->request_id, "second reply to %s %s ignored", req->method, req->path);
-    return;
-  }
-  req->status = status;
-  struct evkeyvalq *h = evhttp_request_get_output_headers(req->ev);
-  if (content_type) evhttp_add_header(h, "Content-Type", content_type);
-  evhttp_add_header(h, "X-Request-Id", req->request_id);
-  if (atomic_load_explicit(&req->server->draining, memory_order_relaxed))
-    evhttp_add_header(h, "Connection", "close"); /* send keep-alive clients elsewhere */
-  struct evbuffer *out = evhttp_request_get_output_buffer(req->ev);
-  if (len) evbuffer_add(out, data, len);
-  evhttp_send_reply(req->ev, status, reason_phrase(status), NULL);
+  if (len) evbuffer_add(current_loop->scratch, data, len);
+  send_answer(req, status, content_type);
 }
 
 static int dump_cb(const char *buffer, size_t size, void *data) {
@@ -178,35 +149,23 @@ static int dump_cb(const char *buffer, size_t size, void *data) {
 
 void ps_reply_json(ps_req_t *req, int status, json_t *body) {
   if (!body) {
-    ps_reply_raw(req, status, NULL, NULL, 0);
+    send_answer(req, status, NULL);
     return;
   }
-  /* Serialise straight into libevent's output buffer: no intermediate copy. */
-  struct evbuffer *out = evhttp_request_get_output_buffer(req->ev);
-  json_dump_callback(body, dump_cb, out, JSON_COMPACT);
+  /* Serialise straight into the loop's scratch buffer, which moves into the output. */
+  json_dump_callback(body, dump_cb, current_loop->scratch, JSON_COMPACT);
   json_decref(body);
-  ps_reply_raw(req, status, "application/json", NULL, 0);
+  send_answer(req, status, "application/json");
 }
 
 /* --- dispatch --------------------------------------------------------------------------- */
 
-static const char *method_name(enum evhttp_cmd_type t) {
-  switch (t) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    case EVHTTP_REQ_TRACE: return "TRACE";
-    case EVHTTP_REQ_CONNECT: return "CONNECT";
-    case EVHTTP_REQ_PATCH: return "PATCH";
-  }
-  return "UNKNOWN";
-}
-
 /* An incoming X-Request-Id is kept when it is short and made of safe characters, so it can
  * be logged and echoed without escaping; otherwise a fresh one is made. */
+const char *ps__new_request_id(ps_req_t *req, loop_t *loop) {
+  return ps_arena_sprintf(&req->arena, "%s-%llx", loop->id_prefix, ++loop->id_counter);
+}
+
 static const char *request_id(ps_req_t *req, loop_t *loop) {
   const char *in = ps_req_header(req, "X-Request-Id");
   if (in) {
@@ -219,7 +178,7 @@ static const char *request_id(ps_req_t *req, loop_t *loop) {
     }
     if (ok) return in;
   }
-  return ps_arena_sprintf(&req->arena, "%s-%llx", loop->id_prefix, ++loop->id_counter);
+  return ps__new_request_id(req, loop);
 }
 
 static void handle_healthz(ps_req_t *req) {
@@ -254,22 +213,6 @@ typedef struct {
 static const builtin_t builtins[] = {
     {"/healthz", handle_healthz}, {"/readyz", handle_readyz}, {"/metrics", handle_metrics}};
 
-static int read_body(ps_req_t *req) {
-  struct evbuffer *in = evhttp_request_get_input_buffer(req->ev);
-  size_t len = evbuffer_get_length(in);
-  if (len > req->server->cfg.body_limit) {
-    ps_reply_problem(req, PS_PROBLEM_PAYLOAD_TOO_LARGE, NULL,
-                     "the request body has %zu bytes; the limit is %zu", len,
-                     req->server->cfg.body_limit);
-    return PS_ETOOBIG;
-  }
-  char *body = ps_arena_alloc(&req->arena, len + 1);
-  if (len) evbuffer_copyout(in, body, len);
-  req->body = body;
-  req->body_len = len;
-  return 0;
-}
-
 static void route_request(ps_req_t *req, size_t *route_index) {
   ps_server_t *s = req->server;
   *route_index = s->router.nroutes;
@@ -295,7 +238,6 @@ static void route_request(ps_req_t *req, size_t *route_index) {
   }
   *route_index = (size_t)idx;
   req->route = s->svc->routes[idx].pattern;
-  if (read_body(req)) return;
   s->svc->routes[idx].handler(req);
   if (!req->status) {
     ps_log(PS_LOG_ERROR, req->request_id, "handler for %s %s sent no answer", req->method,
@@ -304,39 +246,45 @@ static void route_request(ps_req_t *req, size_t *route_index) {
   }
 }
 
-static void dispatch_cb(struct evhttp_request *ev, void *arg) {
-  loop_t *loop = arg;
-  ps_server_t *s = loop->server;
-  ps_req_t req;
-  memset(&req, 0, sizeof(req));
-  req.start_ns = ps_now_ns();
-  loop->last_request_ns = req.start_ns;
-  ps_arena_init(&req.arena);
-  req.ev = ev;
-  req.server = s;
-  req.thread_ctx = loop->thread_ctx;
-  req.service_ctx = s->svc->ctx;
-  req.jwt_keys = s->svc->jwt_keys;
-  req.method = method_name(evhttp_request_get_command(ev));
-  const char *p = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(ev));
-  req.path = p && *p ? p : "/";
-  req.route = "unmatched";
-  req.request_id = request_id(&req, loop);
-  req.traceparent = ps_req_header(&req, "traceparent");
-  char *peer = NULL;
-  ev_uint16_t peer_port = 0;
-  evhttp_connection_get_peer(evhttp_request_get_connection(ev), &peer, &peer_port);
-  req.client = peer;
-  req.body = "";
+void ps__req_init(ps_req_t *req, loop_t *loop, ps__conn_t *conn) {
+  memset(req, 0, sizeof(*req));
+  req->start_ns = ps_now_ns();
+  ps_arena_init(&req->arena);
+  req->conn_ = conn;
+  req->server = loop->server;
+  req->thread_ctx = loop->thread_ctx;
+  req->service_ctx = loop->server->svc->ctx;
+  req->jwt_keys = loop->server->svc->jwt_keys;
+  req->client = ps__conn_peer(conn);
+  req->route = "unmatched";
+  req->body = "";
+  req->keep_alive_ = 1;
+}
 
-  size_t route_index;
-  route_request(&req, &route_index);
+void ps__req_finish(ps_req_t *req, size_t route_index) {
+  ps_server_t *s = req->server;
+  double secs = (double)(ps_now_ns() - req->start_ns) / 1e9;
+  if (route_index == (size_t)-1) route_index = s->router.nroutes;
+  ps_metrics_request(route_index, req->status, secs);
+  if (route_index < s->router.nroutes || req->status >= 400)
+    ps_log_access(req->request_id, req->method, req->path, req->route, req->status, secs,
+                  req->client);
+  ps_arena_reset(&req->arena);
+}
 
-  double secs = (double)(ps_now_ns() - req.start_ns) / 1e9;
-  ps_metrics_request(route_index, req.status, secs);
-  if (route_index < s->router.nroutes || req.status >= 400)
-    ps_log_access(req.request_id, req.method, req.path, req.route, req.status, secs, req.client);
-  ps_arena_reset(&req.arena);
+void ps__dispatch(ps_req_t *req, int flags, size_t body_len) {
+  loop_t *loop = current_loop;
+  loop->last_request_ns = req->start_ns;
+  req->request_id = request_id(req, loop);
+  req->traceparent = ps_req_header(req, "traceparent");
+  size_t route_index = (size_t)-1;
+  if (flags & PS__TOO_LARGE)
+    ps_reply_problem(req, PS_PROBLEM_PAYLOAD_TOO_LARGE, NULL,
+                     "the request body has %zu bytes; the limit is %zu", body_len,
+                     req->server->cfg.body_limit);
+  else
+    route_request(req, &route_index);
+  ps__req_finish(req, route_index);
 }
 
 /* --- loops, start and drain ------------------------------------------------------------- */
@@ -354,13 +302,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg) {
   unsigned long long deadline =
       loop->drain_started_ns + (unsigned long long)loop->server->cfg.drain_seconds * 1000000000ull;
   int quiet = now - loop->last_request_ns > QUIET_NS;
-  if (loop->bound && (quiet || now - loop->drain_started_ns > ACCEPT_PHASE_NS)) {
-    evhttp_del_accept_socket(loop->http, loop->bound); /* frees the listener, keeps the fd */
-    loop->bound = NULL;
+  if (loop->listener && (quiet || now - loop->drain_started_ns > ACCEPT_PHASE_NS)) {
+    evconnlistener_free(loop->listener); /* keeps the shared fd (no LEV_OPT_CLOSE_ON_FREE) */
+    loop->listener = NULL;
     loop->last_request_ns = now; /* a fresh quiet spell for the second phase */
     return;
   }
-  if ((!loop->bound && quiet) || now > deadline) event_base_loopexit(loop->base, NULL);
+  if ((!loop->listener && quiet) || now > deadline) event_base_loopexit(loop->base, NULL);
 }
 
 static void drain_cb(evutil_socket_t fd, short what, void *arg) {
@@ -381,26 +329,21 @@ static void *loop_main(void *arg) {
   return NULL;
 }
 
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
+                      int socklen, void *arg) {
+  ps__conn_accept(arg, fd, addr);
+}
+
 static int loop_init(loop_t *loop, ps_server_t *s) {
   loop->server = s;
+  loop->server_body_limit = s->cfg.body_limit;
   loop->base = event_base_new();
-  loop->http = evhttp_new(loop->base);
-  if (!loop->base || !loop->http) return PS_ENOMEM;
-  /* libevent answers bodies beyond its own limit with an HTML 413; ours (problem+json)
-   * covers everything up to 4x the limit, the edge answers beyond. */
-  evhttp_set_max_body_size(loop->http, (ev_ssize_t)(s->cfg.body_limit * 4));
-  evhttp_set_max_headers_size(loop->http, 16384);
-  evhttp_set_timeout(loop->http, 60);
-  evhttp_set_allowed_methods(loop->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
-                                             EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
-  evhttp_set_default_content_type(loop->http, NULL);
-  evhttp_set_gencb(loop->http, dispatch_cb, loop);
+  loop->scratch = evbuffer_new();
+  if (!loop->base || !loop->scratch) return PS_ENOMEM;
   /* No LEV_OPT_CLOSE_ON_FREE: every loop listens on the same socket, which the server
    * closes once. */
-  loop->listener = evconnlistener_new(loop->base, NULL, NULL, LEV_OPT_REUSEABLE, -1, s->fd);
+  loop->listener = evconnlistener_new(loop->base, accept_cb, loop, LEV_OPT_REUSEABLE, -1, s->fd);
   if (!loop->listener) return PS_EIO;
-  loop->bound = evhttp_bind_listener(loop->http, loop->listener);
   loop->drain_ev = event_new(loop->base, -1, 0, drain_cb, loop);
   loop->tick_ev = event_new(loop->base, -1, EV_PERSIST, tick_cb, loop);
   unsigned char rnd[8];
@@ -410,9 +353,11 @@ static int loop_init(loop_t *loop, ps_server_t *s) {
 }
 
 static void loop_cleanup(loop_t *loop) {
+  ps__conns_close_all(loop);
+  if (loop->listener) evconnlistener_free(loop->listener);
   if (loop->drain_ev) event_free(loop->drain_ev);
   if (loop->tick_ev) event_free(loop->tick_ev);
-  if (loop->http) evhttp_free(loop->http); /* also frees a still-bound listener */
+  if (loop->scratch) evbuffer_free(loop->scratch);
   if (loop->base) event_base_free(loop->base);
 }
 
@@ -436,9 +381,9 @@ static int open_listener(ps_server_t *s) {
       return PS_EIO;
     }
   }
-  /* Accepted sockets inherit TCP_NODELAY from the listener on Linux. Without it a response
-   * that evhttp writes in two pieces waits for the client's delayed ACK: ~40 ms per request
-   * once a body passes ~16 KB (a page of products). */
+  /* Accepted sockets inherit TCP_NODELAY from the listener on Linux. Without it an answer
+   * written in two pieces waits for the client's delayed ACK: ~40 ms per request once a body
+   * passes ~16 KB (a page of products). */
   int nodelay = 1;
   setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof(nodelay));
   struct sockaddr_in bound;

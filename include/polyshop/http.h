@@ -1,5 +1,5 @@
-/* http.h - the HTTP server every service runs: libevent evhttp with one event loop per
- * thread sharing the listening socket, a route table per service, a per-request arena,
+/* http.h - the HTTP server every service runs: HTTP/1.1 on libevent (lib/http1.c) with one
+ * event loop per thread sharing the listening socket, a route table per service, a per-request arena,
  * X-Request-Id, access logs, /healthz, /readyz, /metrics and graceful drain on SIGTERM.
  *
  * A service declares its routes as data:
@@ -24,7 +24,8 @@
 #include "polyshop/config.h"
 #include "polyshop/router.h"
 
-struct evhttp_request;
+struct ps__conn;
+struct ps__header;
 typedef struct ps_req ps_req_t;
 typedef struct ps_server ps_server_t;
 
@@ -37,7 +38,7 @@ typedef struct {
 } ps_route_t;
 
 struct ps_req {
-  struct evhttp_request *ev;
+  struct ps__conn *conn_;  /* private: the connection the request came on */
   ps_server_t *server;
   ps_arena_t arena;        /* released after the answer is sent */
   const char *method;
@@ -58,7 +59,10 @@ struct ps_req {
   int status;              /* the status sent, 0 until then */
   uint64_t start_ns;
   void *query_;            /* parsed query (private, see ps_req_query) */
-  void *out_headers_;      /* private */
+  const char *query_string_;            /* private: the raw query, or NULL */
+  struct ps__header *in_headers_;       /* private */
+  struct ps__header *out_headers_;      /* private: added by ps_reply_header */
+  int keep_alive_, head_only_;          /* private */
 };
 
 typedef struct {

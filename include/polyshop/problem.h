@@ -12,6 +12,9 @@
   X(MALFORMED_JSON, 400, "malformed-json", "Malformed JSON")                        \
   X(VALIDATION, 400, "validation", "Invalid input")                                 \
   X(BAD_QUERY, 400, "bad-query", "Invalid query parameter")                         \
+  X(MALFORMED_REQUEST, 400, "malformed-request", "Malformed HTTP request")          \
+  X(LENGTH_REQUIRED, 411, "length-required", "Content-Length required")             \
+  X(HEADERS_TOO_LARGE, 431, "headers-too-large", "Request headers too large")       \
   X(UNAUTHORIZED, 401, "unauthorized", "Authentication required")                   \
   X(TOKEN_EXPIRED, 401, "token-expired", "Token expired")                           \
   X(FORBIDDEN, 403, "forbidden", "Not allowed")                                     \

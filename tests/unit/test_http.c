@@ -1,6 +1,10 @@
 /* test_http.c - the server in-process: JSON validators answering for themselves, problem
  * bodies, 404/405/413, request ids, probes and drain on ps_server_stop. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -172,10 +176,128 @@ static void test_probes_and_ids(void **state) {
   assert_non_null(strstr(r.body, "polyshop_http_requests_total{service=\"test\",method=\"POST\",route=\"/echo\",status=\"400\"}"));
 }
 
+/* --- the wire protocol, over a raw socket ------------------------------------------------- */
+
+static int raw_connect(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ps_server_port())};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+static void raw_send(int fd, const char *text) {
+  assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+}
+
+/* Reads until the peer closes (or the buffer is full / 5 s pass). */
+static size_t raw_read_all(int fd, char *buf, size_t cap) {
+  size_t n = 0;
+  ssize_t r;
+  while (n + 1 < cap && (r = read(fd, buf + n, cap - 1 - n)) > 0) n += (size_t)r;
+  buf[n] = '\0';
+  return n;
+}
+
+static int count(const char *hay, const char *needle) {
+  int c = 0;
+  for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) c++;
+  return c;
+}
+
+static void test_wire_pipelining_and_close(void **state) {
+  static char buf[65536];
+  int fd = raw_connect();
+  /* Three requests in one write: three answers in order; the last asks to close. */
+  raw_send(fd, "GET /things/a HTTP/1.1\r\nHost: x\r\n\r\n"
+               "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: 32\r\n\r\n{\"name\":\"p\",\"qty\":2,\"tags\":[]}  "
+               "GET /things/c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  raw_read_all(fd, buf, sizeof(buf));
+  close(fd);
+  assert_int_equal(count(buf, "HTTP/1.1 200 OK\r\n"), 3);
+  char *a = strstr(buf, "\"id\":\"a\""), *p = strstr(buf, "\"name\":\"p\""), *c = strstr(buf, "\"id\":\"c\"");
+  assert_true(a && p && c && a < p && p < c);
+  assert_non_null(strstr(buf, "Connection: close\r\n"));
+}
+
+static void test_wire_http10_closes(void **state) {
+  static char buf[8192];
+  int fd = raw_connect();
+  raw_send(fd, "GET /healthz HTTP/1.0\r\n\r\n");
+  raw_read_all(fd, buf, sizeof(buf)); /* returns only because the server closes */
+  close(fd);
+  assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+  assert_non_null(strstr(buf, "Content-Length: 15\r\n"));
+}
+
+static void test_wire_head_has_no_body(void **state) {
+  static char buf[8192];
+  int fd = raw_connect();
+  raw_send(fd, "HEAD /things/x HTTP/1.1\r\nConnection: close\r\n\r\n");
+  raw_read_all(fd, buf, sizeof(buf));
+  close(fd);
+  /* HEAD is not a route method here: 405, with the length of the body it would have had. */
+  assert_non_null(strstr(buf, "HTTP/1.1 405 "));
+  assert_non_null(strstr(buf, "Content-Length: "));
+  assert_null(strstr(buf, "{\"type\""));
+}
+
+static void wire_problem(const char *request, const char *status_line, const char *slug) {
+  static char buf[65536];
+  int fd = raw_connect();
+  raw_send(fd, request);
+  raw_read_all(fd, buf, sizeof(buf));
+  close(fd);
+  if (!strstr(buf, status_line)) fail_msg("expected %s, got: %.200s", status_line, buf);
+  char type[96];
+  snprintf(type, sizeof(type), "\"type\":\"urn:polyshop:problem:%s\"", slug);
+  if (!strstr(buf, type)) fail_msg("expected %s in: %.300s", type, buf);
+  assert_non_null(strstr(buf, "Content-Type: application/problem+json\r\n"));
+  assert_non_null(strstr(buf, "Connection: close\r\n"));
+}
+
+static void test_wire_bad_requests(void **state) {
+  wire_problem("NONSENSE\r\n\r\n", "HTTP/1.1 400 ", "malformed-request");
+  wire_problem("GET nothing HTTP/1.1\r\n\r\n", "HTTP/1.1 400 ", "malformed-request");
+  wire_problem("GET / SPDY/3\r\n\r\n", "HTTP/1.1 400 ", "malformed-request");
+  wire_problem("GET /healthz HTTP/1.1\r\nNo colon here\r\n\r\n", "HTTP/1.1 400 ", "malformed-request");
+  wire_problem("POST /echo HTTP/1.1\r\nContent-Length: 12x\r\n\r\n", "HTTP/1.1 400 ", "malformed-request");
+  wire_problem("POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+               "HTTP/1.1 411 ", "length-required");
+  /* A body over the limit is refused from its Content-Length, before it is sent. */
+  wire_problem("POST /echo HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n",
+               "HTTP/1.1 413 ", "payload-too-large");
+  static char big[20000];
+  memset(big, 'a', sizeof(big) - 1);
+  memcpy(big, "GET /healthz HTTP/1.1\r\nX-Big: ", 30);
+  wire_problem(big, "HTTP/1.1 431 ", "headers-too-large");
+}
+
+static void test_wire_expect_continue(void **state) {
+  static char buf[8192];
+  int fd = raw_connect();
+  raw_send(fd, "POST /echo HTTP/1.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+               "Content-Length: 32\r\nConnection: close\r\n\r\n");
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  assert_true(n > 0);
+  buf[n] = '\0';
+  assert_non_null(strstr(buf, "HTTP/1.1 100 Continue\r\n"));
+  raw_send(fd, "{\"name\":\"e\",\"qty\":3,\"tags\":[]}  ");
+  raw_read_all(fd, buf, sizeof(buf));
+  close(fd);
+  assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+  assert_non_null(strstr(buf, "\"qty\":3"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_good_body), cmocka_unit_test(test_bad_bodies),
       cmocka_unit_test(test_body_limit), cmocka_unit_test(test_routing),
-      cmocka_unit_test(test_probes_and_ids)};
+      cmocka_unit_test(test_probes_and_ids), cmocka_unit_test(test_wire_pipelining_and_close),
+      cmocka_unit_test(test_wire_http10_closes), cmocka_unit_test(test_wire_head_has_no_body),
+      cmocka_unit_test(test_wire_bad_requests), cmocka_unit_test(test_wire_expect_continue)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }
