@@ -101,6 +101,7 @@ need_bare() {
          <(curl -fsS "http://127.0.0.1:${SERVICE_PORT[product_sqlite]}/api/v1/products/$first") ||
     die "bare_product and the product service answer different documents for $first"
   log "bare_product on :$BARE_PORT"
+  bench_note "bare_product_get answers with libevent's own HTTP server (evhttp), N loops on one shared listening socket, one SQLite connection and the product store's DOC_SQL per loop, the same database file; its answers are checked byte for byte against the service's before measuring. The services' HTTP layer is polyshop's own HTTP/1.1 on libevent bufferevents (lib/http1.c), not evhttp, so the service can beat this reference: the SQL work is equal, the HTTP work is not."
 }
 
 # A private FerretDB for the run (data in $TMP: nothing shared with other work), and a
