@@ -176,19 +176,29 @@ int ps_json_array_or_reply(ps_req_t *req, json_t *obj, const char *key, size_t m
   return 0;
 }
 
-int ps_json_only_keys_or_reply(ps_req_t *req, json_t *obj, const char *const *allowed) {
+int ps_json_only_keys_at_or_reply(ps_req_t *req, json_t *obj, const char *const *allowed,
+                                  const char *path) {
+  if (path && !json_is_object(obj)) {
+    ps_reply_problem(req, PS_PROBLEM_VALIDATION, path, "%s must be an object", path);
+    return PS_EINVAL;
+  }
   const char *key;
   json_t *v;
   json_object_foreach(obj, key, v) {
     int ok = 0;
     for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, key) == 0;
     if (!ok) {
-      ps_reply_problem(req, PS_PROBLEM_VALIDATION, key, "%s is not a field of this resource",
-                       key);
+      const char *field = path ? ps_arena_sprintf(&req->arena, "%s.%s", path, key) : key;
+      ps_reply_problem(req, PS_PROBLEM_VALIDATION, field, "%s is not a field of this resource",
+                       field);
       return PS_EINVAL;
     }
   }
   return 0;
+}
+
+int ps_json_only_keys_or_reply(ps_req_t *req, json_t *obj, const char *const *allowed) {
+  return ps_json_only_keys_at_or_reply(req, obj, allowed, NULL);
 }
 
 int ps_query_int_or_reply(ps_req_t *req, const char *name, long long def, long long min,

@@ -44,6 +44,10 @@ int ps_json_array_or_reply(ps_req_t *req, json_t *obj, const char *key, size_t m
                            json_t **out);
 /* Refuses keys of obj that are not in the NULL-terminated allowed list (400 naming it). */
 int ps_json_only_keys_or_reply(ps_req_t *req, json_t *obj, const char *const *allowed);
+/* The same for an object nested at path (e.g. "items[2]"): requires obj to be an object and
+ * names an offending key as "items[2].key". */
+int ps_json_only_keys_at_or_reply(ps_req_t *req, json_t *obj, const char *const *allowed,
+                                  const char *path);
 
 /* A query parameter as an integer in [min, max], or def when absent (400 bad-query). */
 int ps_query_int_or_reply(ps_req_t *req, const char *name, long long def, long long min,

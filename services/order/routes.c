@@ -125,21 +125,7 @@ static int items_or_reply(ps_req_t *req, json_t *body, item_in_t **out, size_t *
   for (size_t i = 0; i < count; i++) {
     json_t *x = json_array_get(items, i);
     const char *base = ps_arena_sprintf(a, "items[%zu]", i);
-    if (!json_is_object(x)) {
-      ps_reply_problem(req, PS_PROBLEM_VALIDATION, base, "%s must be an object", base);
-      return PS_EINVAL;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(x, key, v) {
-      int ok = 0;
-      for (const char *const *k = allowed; *k && !ok; k++) ok = strcmp(*k, key) == 0;
-      if (!ok) {
-        const char *f = ps_arena_sprintf(a, "%s.%s", base, key);
-        ps_reply_problem(req, PS_PROBLEM_VALIDATION, f, "%s is not a field of an order line", f);
-        return PS_EINVAL;
-      }
-    }
+    if (ps_json_only_keys_at_or_reply(req, x, allowed, base)) return PS_EINVAL;
     if (!(its[i].product_id = json_text(json_object_get(x, "product_id"), 1, ORDER_PRODUCT_ID_MAX))) {
       const char *f = ps_arena_sprintf(a, "%s.product_id", base);
       ps_reply_problem(req, PS_PROBLEM_VALIDATION, f, "%s must be a product id (1 to %d characters)",

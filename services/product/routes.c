@@ -400,21 +400,7 @@ static int item_or_reply(ps_req_t *req, json_t *x, size_t i, reservation_item_t 
   static const char *const allowed[] = {"product_id", "variant", "quantity", NULL};
   ps_arena_t *a = &req->arena;
   const char *base = ps_arena_sprintf(a, "items[%zu]", i);
-  if (!json_is_object(x)) {
-    ps_reply_problem(req, PS_PROBLEM_VALIDATION, base, "%s must be an object", base);
-    return PS_EINVAL;
-  }
-  const char *key;
-  json_t *v;
-  json_object_foreach(x, key, v) {
-    int ok = 0;
-    for (const char *const *k = allowed; *k && !ok; k++) ok = strcmp(*k, key) == 0;
-    if (!ok) {
-      const char *f = ps_arena_sprintf(a, "%s.%s", base, key);
-      ps_reply_problem(req, PS_PROBLEM_VALIDATION, f, "%s is not a field of an item", f);
-      return PS_EINVAL;
-    }
-  }
+  if (ps_json_only_keys_at_or_reply(req, x, allowed, base)) return PS_EINVAL;
   json_t *pid = json_object_get(x, "product_id");
   if (!json_is_string(pid) || json_string_length(pid) < 1 || json_string_length(pid) > 64 ||
       strlen(json_string_value(pid)) != json_string_length(pid)) {
