@@ -122,6 +122,18 @@ ps_histogram_t *ps_metrics_histogram(const char *name, const char *labels, const
   return h;
 }
 
+void ps_metrics_store_calls(const char *engine, const char *const *ops, int n,
+                            const char *help, ps_histogram_t **out) {
+  char labels[160];
+  for (int i = 0; i < n; i++) {
+    if (engine)
+      snprintf(labels, sizeof(labels), "engine=\"%s\",op=\"%s\"", engine, ops[i]);
+    else
+      snprintf(labels, sizeof(labels), "op=\"%s\"", ops[i]);
+    out[i] = ps_metrics_histogram("polyshop_store_call_seconds", labels, help);
+  }
+}
+
 void ps_metrics_gauge(const char *name, const char *labels, const char *help,
                       double (*cb)(void *arg), void *arg) {
   gauge_t *g = ps_calloc(1, sizeof(*g));

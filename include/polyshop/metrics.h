@@ -28,6 +28,11 @@ void ps_metrics_request(size_t route, int status, double seconds);
 ps_histogram_t *ps_metrics_histogram(const char *name, const char *labels, const char *help);
 void ps_histogram_observe(ps_histogram_t *h, double seconds);
 
+/* Registers one polyshop_store_call_seconds histogram per store operation: out[i] gets
+ * {engine="<engine>",op="<ops[i]>"} (no engine label when engine is NULL). */
+void ps_metrics_store_calls(const char *engine, const char *const *ops, int n,
+                            const char *help, ps_histogram_t **out);
+
 /* Registers a gauge whose value is read at scrape time from cb(arg). */
 void ps_metrics_gauge(const char *name, const char *labels, const char *help,
                       double (*cb)(void *arg), void *arg);

@@ -97,12 +97,7 @@ static const order_store_ops_t timed_ops = {
 };
 
 void order_store_metrics_register(const char *engine) {
-  char labels[128];
-  for (int i = 0; i < T__COUNT; i++) {
-    snprintf(labels, sizeof(labels), "engine=\"%s\",op=\"%s\"", engine, op_names[i]);
-    hist[i] = ps_metrics_histogram("polyshop_store_call_seconds", labels,
-                                   "Latency of order store calls");
-  }
+  ps_metrics_store_calls(engine, op_names, T__COUNT, "Latency of order store calls", hist);
 }
 
 order_store_t *order_store_timed(order_store_t *inner) {

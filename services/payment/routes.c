@@ -38,12 +38,9 @@ void payment_metrics_register(payment_service_t *svc) {
       [M_REFUND_RESERVE] = "refund_reserve", [M_REFUND_FINISH] = "refund_finish",
       [M_WEBHOOK_APPLY] = "webhook_apply",   [M_AUDIT_VERIFY] = "audit_verify",
       [M_PAYMENT_GET] = "payment_get",       [M_PAYMENT_LIST] = "payment_list"};
+  ps_metrics_store_calls(NULL, store_ops, M_PROVIDER_CHARGE,
+                         "Latency of store calls (whole transactions)", svc->metrics);
   char labels[96];
-  for (int i = 0; i < M_PROVIDER_CHARGE; i++) {
-    snprintf(labels, sizeof(labels), "op=\"%s\"", store_ops[i]);
-    svc->metrics[i] = ps_metrics_histogram("polyshop_store_call_seconds", labels,
-                                           "Latency of store calls (whole transactions)");
-  }
   snprintf(labels, sizeof(labels), "provider=\"%s\",op=\"charge\"", svc->provider.kind);
   svc->metrics[M_PROVIDER_CHARGE] = ps_metrics_histogram(
       "polyshop_payment_provider_seconds", labels, "Latency of payment provider calls");

@@ -129,12 +129,7 @@ static const product_store_ops_t timed_ops = {
 };
 
 void product_store_metrics_register(const char *engine) {
-  char labels[128];
-  for (int i = 0; i < T__COUNT; i++) {
-    snprintf(labels, sizeof(labels), "engine=\"%s\",op=\"%s\"", engine, op_names[i]);
-    hist[i] = ps_metrics_histogram("polyshop_store_call_seconds", labels,
-                                   "Latency of product store calls");
-  }
+  ps_metrics_store_calls(engine, op_names, T__COUNT, "Latency of product store calls", hist);
 }
 
 product_store_t *product_store_timed(product_store_t *inner) {
