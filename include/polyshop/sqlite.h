@@ -10,10 +10,19 @@
  * into url), or NULL when url is not a sqlite URL. */
 const char *ps_sqlite_url_path(const char *url);
 
-/* Opens path (creating it and its parent folder) in WAL mode with a 5 s busy timeout and
- * foreign keys on, then runs schema_sql (may be NULL). The caller owns *out and closes it with
- * sqlite3_close_v2. Returns 0 or PS_ESTORE (the error is logged). */
+/* Opens path (creating it and its parent folder) in WAL mode with a 5 s busy timeout,
+ * foreign keys on and the file memory-mapped for reads, then runs schema_sql (may be NULL).
+ * Its WAL checkpoints run on a background thread shared by the process's connections to
+ * that file (see sqlite.c), never inside a commit. The caller owns *out and closes it with
+ * sqlite3_close_v2 (the last close of a file stops its checkpointer). Returns 0 or
+ * PS_ESTORE (the error is logged). */
 int ps_sqlite_open(const char *path, const char *schema_sql, sqlite3 **out);
+
+/* WAL pages past which a commit wakes the checkpointer. */
+#define PS_SQLITE_CKPT_FRAMES 1000
+
+/* Checkpoints that copied pages, since the process started (for tests and metrics). */
+long long ps_sqlite_checkpoints(void);
 
 /* Maps a SQLite result code: SQLITE_CONSTRAINT -> PS_EEXISTS, SQLITE_BUSY/LOCKED ->
  * PS_EUNAVAIL, SQLITE_DONE/OK/ROW -> 0, anything else -> PS_ESTORE. */
