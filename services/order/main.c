@@ -70,6 +70,7 @@ static void thread_cleanup(void *thread_ctx) {
   if (t->relay_ev) event_free(t->relay_ev);
   ps_client_free(t->client);
   t->store->ops->close(t->store);
+  ps_free(t->call_token);
   ps_free(t);
 }
 

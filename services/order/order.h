@@ -42,9 +42,11 @@ int order_status_valid(const char *status);
 int order_transition_ok(const char *from, const char *to, order_actor_t actor);
 
 /* Saga steps, persisted in orders.saga_step:
- *   pending   order written, reservation (id chosen in advance) maybe made
- *   reserved  stock reserved, charge maybe made
- *   charged   payment captured, reservation not yet committed
+ *   pending   order written; the reservation (id chosen in advance), the charge and the
+ *             commit maybe made: the checkout writes no step between its calls, so recovery
+ *             asks the payment service whether the order was charged
+ *   reserved  stock reserved, charge maybe made (written by earlier versions only)
+ *   charged   payment captured, reservation not yet committed (the recovery worker)
  *   committed final: paid and stock committed (status processing and beyond)
  *   releasing failed (status failed); giving the stock back and making sure no money stays
  *   released  final: failed, stock released, nothing captured (or refunded)
@@ -125,6 +127,10 @@ typedef struct {
    * thread and call out synchronously), NULL in the timers: outgoing calls continue it. */
   const char *traceparent;
   int64_t last_prune; /* when sent outbox rows were last pruned (relay thread) */
+  /* The admin token this service sends on its calls, signed once a minute rather than per
+   * call (it is valid for the keys' access TTL, 15 minutes by default). */
+  char *call_token;
+  int64_t call_token_at;
 } order_thread_t;
 
 extern const ps_route_t order_routes[];
@@ -170,8 +176,10 @@ int order_payment_lookup(order_thread_t *t, ps_arena_t *a, const order_t *o,
 /* The Idempotency-Key sent to the payment service for an order. */
 char *order_payment_key(ps_arena_t *a, const char *order_id);
 
-/* From step charged: commits the reservation and moves the order to processing; when the
- * reservation can no longer be committed, refunds and fails the order. 0 when final. */
+/* From o->saga_step, once the order is paid (o->payment_id and payment_status set): step
+ * "charged" for the recovery worker, "pending" in the checkout itself. Commits the
+ * reservation and moves the order to processing; when the reservation can no longer be
+ * committed, refunds and fails the order. 0 when final (or taken over by another worker). */
 int order_finish_charged(order_thread_t *t, ps_arena_t *a, order_t *o, const char *request_id);
 /* From step releasing / refunding: the compensations (release, lookup and refund). */
 int order_finish_release(order_thread_t *t, ps_arena_t *a, order_t *o);

@@ -491,24 +491,24 @@ static int charge(ps_req_t *req, order_t *o, json_t *method, const char **paymen
     const char *d = r.status == 402 ? upstream_detail(req, &r, "the payment was declined", &field)
                                     : ps_arena_sprintf(a, "the payment was declined (%s)",
                                                        code ? code : "declined");
-    fail_order(req, o, ORDER_STEP_RESERVED, "failed", 402, "payment-declined", "Payment declined",
+    fail_order(req, o, ORDER_STEP_PENDING, "failed", 402, "payment-declined", "Payment declined",
                "payment_method", d);
   } else if (r.err == 0 && r.status == 502 && json_is_object(json_object_get(doc, "payment"))) {
     /* The provider refused for its own reasons (a processing error): recorded as failed. */
     const char *d = upstream_detail(req, &r, "the payment provider failed", &field);
-    fail_order(req, o, ORDER_STEP_RESERVED, "failed", 502, "upstream", "Upstream service failed",
+    fail_order(req, o, ORDER_STEP_PENDING, "failed", 502, "upstream", "Upstream service failed",
                NULL, d);
   } else if (r.err == 0 && r.status >= 400 && r.status < 500) {
     const char *d = upstream_detail(req, &r, "the payment service refused the charge", &field);
-    fail_order(req, o, ORDER_STEP_RESERVED, "failed", 422, "payment-rejected", "Payment rejected",
+    fail_order(req, o, ORDER_STEP_PENDING, "failed", 422, "payment-rejected", "Payment rejected",
                field ? field : "payment_method", d);
   } else if (r.err == PS_ETIMEOUT || r.status == 504) {
-    fail_order(req, o, ORDER_STEP_RESERVED, "unknown", 504, "upstream-timeout",
+    fail_order(req, o, ORDER_STEP_PENDING, "unknown", 504, "upstream-timeout",
                "Upstream service timed out", NULL,
                "the payment service did not answer in time; the order failed and any charge "
                "will be refunded");
   } else {
-    fail_order(req, o, ORDER_STEP_RESERVED, "unknown", 503, "unavailable", "Service unavailable",
+    fail_order(req, o, ORDER_STEP_PENDING, "unknown", 503, "unavailable", "Service unavailable",
                NULL, "the payment service is unavailable; the order failed and stock was released");
   }
   return PS_EUPSTREAM;
@@ -594,26 +594,16 @@ static void handle_create(ps_req_t *req) {
   }
   order_fault(svc, "after_persist");
 
+  /* Nothing is written between the calls: the order stays "pending" until its stock is
+   * committed, so a checkout costs two write transactions, not four. What the steps in
+   * between would tell the recovery worker (was it charged?) it asks the payment service
+   * instead, by the charge's Idempotency-Key (docs/order.md, "The saga"). */
   if (reserve(req, &o)) return;
   order_fault(svc, "after_reserve");
-  order_change_t c = {.id = o.id, .expect_step = ORDER_STEP_PENDING, .step = ORDER_STEP_RESERVED,
-                      .now = order_now()};
-  if ((rc = st->ops->change(st, &c))) goto from_state;
-  o.saga_step = ORDER_STEP_RESERVED;
-
   /* Nothing to pay (free items, or a discount that covers everything): no charge at all. */
   const char *payment_id = NULL;
   if (o.total > 0 && charge(req, &o, method, &payment_id)) return;
   order_fault(svc, "after_charge");
-  order_change_t charged = {.id = o.id, .expect_step = ORDER_STEP_RESERVED,
-                            .step = ORDER_STEP_CHARGED, .payment_status = "paid",
-                            .payment_id = payment_id, .now = order_now()};
-  if ((rc = st->ops->change(st, &charged))) {
-    /* The recovery worker failed the order while we were charging: give the money back. */
-    if (rc == PS_ECONFLICT && payment_id) order_refund(t, a, payment_id, o.total, req->request_id);
-    goto from_state;
-  }
-  o.saga_step = ORDER_STEP_CHARGED;
   o.payment_id = payment_id;
   o.payment_status = "paid";
   rc = order_finish_charged(t, a, &o, req->request_id);
@@ -623,11 +613,18 @@ static void handle_create(ps_req_t *req) {
   }
   if (rc) ps_log(PS_LOG_WARN, req->request_id, "order %s: commit left to recovery: %s", o.id, ps_strerror(rc));
 
-from_state:
+  /* The order's stored state answers: failed under us, or left to recovery. */
   if ((rc = st->ops->get(st, a, o.id, &o))) {
     ps_reply_error(req, rc, NULL);
     return;
   }
+  /* The recovery worker failed the order while this handler was charging (a checkout slower
+   * than its grace period): the money goes back. */
+  if (payment_id && strcmp(o.status, "failed") == 0 &&
+      strcmp(o.payment_status, "refunded") != 0 &&
+      (rc = order_refund(t, a, payment_id, o.total, req->request_id)))
+    ps_log(PS_LOG_WARN, req->request_id, "order %s failed under its charge %s; refund: %s", o.id,
+           payment_id, ps_strerror(rc));
   if (o.response_status > 0 && o.response_body) {
     reply_text(req, o.response_status, o.response_body);
     return;
