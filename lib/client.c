@@ -1,7 +1,8 @@
-/* client.c - the one HTTP client between services (see client.h): a libcurl easy handle kept
- * per client so its connection cache gives keep-alive reuse, a deadline on every call,
- * retries with exponential backoff and jitter for idempotent calls only, a circuit breaker
- * per origin, and W3C traceparent propagation. */
+/* client.c - the one HTTP client between services (see client.h), its front: URL and header
+ * checks, a deadline on every call, retries with exponential backoff and jitter for idempotent
+ * calls only, a circuit breaker per origin, and W3C traceparent propagation. http:// calls go
+ * through our own HTTP/1.1 transport (client_h1.c); https:// ones through a libcurl easy
+ * handle kept per client so its connection cache gives keep-alive reuse. */
 #include "polyshop/client.h"
 
 #include <curl/curl.h>
@@ -13,14 +14,14 @@
 #include <strings.h>
 #include <time.h>
 
+#include "client_internal.h"
 #include "polyshop/alloc.h"
 #include "polyshop/error.h"
 
 enum {
-  CLIENT_MAX_BODY = 64 << 20,       /* a bigger answer fails the call with PS_ETOOBIG */
-  CLIENT_KEEP_BUF = 1 << 20,        /* receive buffer kept between calls up to this size */
   CLIENT_MAX_BACKOFF_MS = 10000,
-  CLIENT_MAX_CONNECTS = 16,         /* connections kept alive per client, across origins */
+  CLIENT_MAX_HOST = 255,            /* longest host name accepted in a URL */
+  CLIENT_STACK_HEADERS = 16,        /* header entries held on the stack before the arena */
 };
 
 typedef enum { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN } breaker_state_t;
@@ -35,9 +36,10 @@ typedef struct breaker {
 
 struct ps_client {
   ps_client_opts_t opts;
-  CURL *easy; /* reused by every call so its live connections are reused */
+  ps__h1_t *h1; /* http:// */
+  CURL *easy;   /* https://, reused by every call so its live connections are reused */
   breaker_t *breakers;
-  /* The answer being received; the buffer is reused between calls. */
+  /* The answer being received by libcurl; the buffer is reused between calls. */
   char *buf;
   size_t len, cap;
   int too_big;
@@ -65,12 +67,6 @@ void ps_client_global_cleanup(void) {
   global_ok = 0;
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -94,6 +90,7 @@ ps_client_t *ps_client_new(const ps_client_opts_t *opts) {
   if (!easy) return NULL;
   ps_client_t *c = ps_calloc(1, sizeof(*c));
   c->easy = easy;
+  c->h1 = ps__h1_new();
   ps_client_opts_t d;
   ps_client_opts_default(&d);
   c->opts = opts ? *opts : d;
@@ -110,6 +107,7 @@ ps_client_t *ps_client_new(const ps_client_opts_t *opts) {
 void ps_client_free(ps_client_t *c) {
   if (!c) return;
   curl_easy_cleanup(c->easy);
+  ps__h1_free(c->h1);
   while (c->breakers) {
     breaker_t *b = c->breakers;
     c->breakers = b->next;
@@ -120,41 +118,95 @@ void ps_client_free(ps_client_t *c) {
   ps_free(c);
 }
 
-/* ---- circuit breaker ---- */
+/* ---- URLs ---- */
 
-/* "scheme://host:port" of an absolute http(s) URL, lower-cased, owned by the caller; NULL
- * when the URL is not one. */
-static char *origin_of(const char *url) {
-  CURLU *u = curl_url();
-  char *scheme = NULL, *host = NULL, *port = NULL, *origin = NULL;
-  if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) goto out;
-  if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) goto out;
-  if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) goto out;
-  if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) goto out;
-  if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) goto out;
-  size_t n = strlen(scheme) + strlen(host) + strlen(port) + 5;
-  origin = ps_malloc(n);
-  snprintf(origin, n, "%s://%s:%s", scheme, host, port);
-  for (char *p = origin; *p; p++)
-    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
-out:
-  curl_free(scheme);
-  curl_free(host);
-  curl_free(port);
-  curl_url_cleanup(u);
-  return origin;
+static int is_alnum(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
 }
 
-/* The breaker of origin, created closed on first use; takes ownership of origin. */
-static breaker_t *breaker_for(ps_client_t *c, char *origin) {
-  for (breaker_t *b = c->breakers; b; b = b->next) {
-    if (strcmp(b->origin, origin) == 0) {
-      ps_free(origin);
-      return b;
+/* Splits an absolute http(s) URL; PS_EINVAL when it is not one we can call. */
+static int parse_url(const char *url, ps__url_t *u) {
+  memset(u, 0, sizeof(*u));
+  const char *p;
+  if (strncasecmp(url, "http://", 7) == 0) {
+    p = url + 7;
+    u->port = 80;
+  } else if (strncasecmp(url, "https://", 8) == 0) {
+    p = url + 8;
+    u->https = 1;
+    u->port = 443;
+  } else {
+    return PS_EINVAL;
+  }
+  /* No spaces or control characters: they would split the request line. */
+  for (const char *q = p; *q; q++)
+    if ((unsigned char)*q <= 0x20 || *q == 0x7f) return PS_EINVAL;
+  const char *auth_end = p + strcspn(p, "/?#");
+  for (const char *q = p; q < auth_end; q++) {
+    if (*q == '@') {
+      u->userinfo = 1;
+      p = q + 1;
     }
   }
+  u->authority = p;
+  u->authority_len = (size_t)(auth_end - p);
+  if (*p == '[') { /* IPv6 literal */
+    const char *close = memchr(p, ']', (size_t)(auth_end - p));
+    if (!close) return PS_EINVAL;
+    u->host = p + 1;
+    u->host_len = (size_t)(close - p - 1);
+    for (const char *q = u->host; q < close; q++)
+      if (!is_alnum(*q) && *q != ':' && *q != '.' && *q != '%') return PS_EINVAL;
+    p = close + 1;
+  } else {
+    u->host = p;
+    while (p < auth_end && *p != ':') {
+      if (!is_alnum(*p) && *p != '-' && *p != '.' && *p != '_') return PS_EINVAL;
+      p++;
+    }
+    u->host_len = (size_t)(p - u->host);
+  }
+  if (u->host_len == 0 || u->host_len > CLIENT_MAX_HOST) return PS_EINVAL;
+  if (p < auth_end) {
+    if (*p++ != ':') return PS_EINVAL;
+    if (p < auth_end) { /* "host:" keeps the default port */
+      unsigned port = 0;
+      for (; p < auth_end; p++) {
+        if (*p < '0' || *p > '9' || port > 65535) return PS_EINVAL;
+        port = port * 10 + (unsigned)(*p - '0');
+      }
+      if (port == 0 || port > 65535) return PS_EINVAL;
+      u->port = port;
+    }
+  }
+  u->target = auth_end;
+  u->target_len = strcspn(auth_end, "#");
+  return 0;
+}
+
+/* "scheme://host:port", lower-cased, into out (at least CLIENT_MAX_HOST + 20 bytes). */
+static void origin_of(const ps__url_t *u, char *out) {
+  char *o = out;
+  memcpy(o, u->https ? "https://" : "http://", u->https ? 8 : 7);
+  o += u->https ? 8 : 7;
+  int v6 = memchr(u->host, ':', u->host_len) != NULL;
+  if (v6) *o++ = '[';
+  for (size_t i = 0; i < u->host_len; i++) {
+    char ch = u->host[i];
+    *o++ = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+  }
+  if (v6) *o++ = ']';
+  snprintf(o, 8, ":%u", u->port);
+}
+
+/* ---- circuit breaker ---- */
+
+/* The breaker of origin, created closed on first use. */
+static breaker_t *breaker_for(ps_client_t *c, const char *origin) {
+  for (breaker_t *b = c->breakers; b; b = b->next)
+    if (strcmp(b->origin, origin) == 0) return b;
   breaker_t *b = ps_calloc(1, sizeof(*b));
-  b->origin = origin;
+  b->origin = ps_strdup(origin);
   b->state = BREAKER_CLOSED;
   b->next = c->breakers;
   c->breakers = b;
@@ -184,12 +236,12 @@ static void breaker_record(const ps_client_t *c, breaker_t *b, int failed, int64
   }
 }
 
-/* ---- one attempt ---- */
+/* ---- one attempt through libcurl (https://) ---- */
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
   ps_client_t *c = userdata;
   size_t n = size * nmemb;
-  if (n > CLIENT_MAX_BODY - c->len) {
+  if (n > PS__CLIENT_MAX_BODY - c->len) {
     c->too_big = 1;
     return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
   }
@@ -224,9 +276,9 @@ static int method_has_body(const char *m) {
   return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
 }
 
-/* Runs one request with at most timeout_ms; fills *status on an answer. */
-static int attempt(ps_client_t *c, const ps_call_t *call, struct curl_slist *headers,
-                   long timeout_ms, long *status) {
+/* Runs one request with at most timeout_ms; fills *ans on an answer. */
+static int attempt_curl(ps_client_t *c, const ps_call_t *call, struct curl_slist *headers,
+                        long timeout_ms, ps__answer_t *ans) {
   CURL *e = c->easy;
   /* Reset forgets the previous call's options but keeps the live connections. */
   curl_easy_reset(e);
@@ -234,7 +286,7 @@ static int attempt(ps_client_t *c, const ps_call_t *call, struct curl_slist *hea
   c->too_big = 0;
   c->retry_after[0] = '\0';
   c->errbuf[0] = '\0';
-  *status = 0;
+  memset(ans, 0, sizeof(*ans));
 
   curl_easy_setopt(e, CURLOPT_URL, call->url);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -243,7 +295,7 @@ static int attempt(ps_client_t *c, const ps_call_t *call, struct curl_slist *hea
   long connect_ms = c->opts.connect_timeout_ms < timeout_ms ? c->opts.connect_timeout_ms
                                                             : timeout_ms;
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-  curl_easy_setopt(e, CURLOPT_MAXCONNECTS, (long)CLIENT_MAX_CONNECTS);
+  curl_easy_setopt(e, CURLOPT_MAXCONNECTS, (long)PS__CLIENT_MAX_CONNECTS);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "polyshop/1");
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
@@ -269,9 +321,21 @@ static int attempt(ps_client_t *c, const ps_call_t *call, struct curl_slist *hea
 
   CURLcode rc = curl_easy_perform(e);
   switch (rc) {
-  case CURLE_OK:
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+  case CURLE_OK: {
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &ans->status);
+    ans->body = c->buf ? c->buf : "";
+    ans->body_len = c->len;
+    char *ct = NULL; /* owned by the handle until its next transfer */
+    if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct) {
+      ans->content_type = ct;
+      ans->content_type_len = strlen(ct);
+    }
+    if (c->retry_after[0]) {
+      ans->retry_after = c->retry_after;
+      ans->retry_after_len = strlen(c->retry_after);
+    }
     return 0;
+  }
   case CURLE_OPERATION_TIMEDOUT:
     return PS_ETIMEOUT;
   case CURLE_WRITE_ERROR:
@@ -284,6 +348,31 @@ static int attempt(ps_client_t *c, const ps_call_t *call, struct curl_slist *hea
      * answering properly, which is what the breaker and the retries care about. */
     return PS_EUNAVAIL;
   }
+}
+
+/* libcurl's header list from ours; in the arena except the list cells. */
+static int curl_headers(const ps_call_t *call, ps_arena_t *a, const ps__header_t *hd,
+                        size_t nh, struct curl_slist **out) {
+  struct curl_slist *h = NULL, *l;
+  for (size_t i = 0; i <= nh + 1; i++) {
+    const char *line;
+    if (i < nh)
+      line = hd[i].name ? ps_arena_sprintf(a, "%s: %s", hd[i].name, hd[i].value) : hd[i].value;
+    else if (i == nh)
+      /* No "Expect: 100-continue" round trip before bodies: our services answer at once. */
+      line = "Expect:";
+    else if (!call->body && method_has_body(call->method))
+      line = "Content-Type:"; /* drop curl's form-urlencoded default */
+    else
+      continue;
+    if (!(l = curl_slist_append(h, line))) {
+      curl_slist_free_all(h);
+      return PS_ENOMEM;
+    }
+    h = l;
+  }
+  *out = h;
+  return 0;
 }
 
 /* ---- calls ---- */
@@ -303,47 +392,31 @@ static int valid_method(const char *m) {
   return 1;
 }
 
-/* Appends "Name: value"; refuses values that would split the header block. */
-static int add_header(struct curl_slist **list, ps_arena_t *a, const char *name,
-                      const char *value) {
+/* Appends "name: value"; refuses values that would split the header block. */
+static int add_header(ps__header_t *hd, size_t *nh, const char *name, const char *value) {
   if (strpbrk(value, "\r\n")) return PS_EINVAL;
-  struct curl_slist *l = curl_slist_append(*list, ps_arena_sprintf(a, "%s: %s", name, value));
-  if (!l) return PS_ENOMEM;
-  *list = l;
+  hd[(*nh)++] = (ps__header_t){name, value};
   return 0;
 }
 
-static int build_headers(const ps_call_t *call, ps_arena_t *a, struct curl_slist **out) {
-  struct curl_slist *h = NULL;
+/* The call's headers, checked, into hd (room for 4 + the extra lines). */
+static int build_headers(const ps_call_t *call, ps__header_t *hd, size_t *nh) {
   int rc = 0;
+  *nh = 0;
   if (call->request_id && *call->request_id)
-    rc = add_header(&h, a, "X-Request-Id", call->request_id);
+    rc = add_header(hd, nh, "X-Request-Id", call->request_id);
   if (!rc && call->traceparent && *call->traceparent)
-    rc = add_header(&h, a, "traceparent", call->traceparent);
+    rc = add_header(hd, nh, "traceparent", call->traceparent);
   if (!rc && call->idempotency_key && *call->idempotency_key)
-    rc = add_header(&h, a, "Idempotency-Key", call->idempotency_key);
+    rc = add_header(hd, nh, "Idempotency-Key", call->idempotency_key);
   if (!rc && call->body)
-    rc = add_header(&h, a, "Content-Type",
+    rc = add_header(hd, nh, "Content-Type",
                     call->content_type ? call->content_type : "application/json");
-  else if (!rc && method_has_body(call->method))
-    rc = add_header(&h, a, "Content-Type", ""); /* drop curl's form-urlencoded default */
-  /* No "Expect: 100-continue" round trip before bodies: our services answer at once. */
-  if (!rc) rc = add_header(&h, a, "Expect", "");
   for (const char *const *x = call->headers; !rc && x && *x; x++) {
-    if (strpbrk(*x, "\r\n") || !strchr(*x, ':')) {
-      rc = PS_EINVAL;
-      break;
-    }
-    struct curl_slist *l = curl_slist_append(h, *x);
-    if (!l) rc = PS_ENOMEM;
-    else h = l;
+    if (strpbrk(*x, "\r\n") || !strchr(*x, ':')) return PS_EINVAL;
+    hd[(*nh)++] = (ps__header_t){NULL, *x};
   }
-  if (rc) {
-    curl_slist_free_all(h);
-    return rc;
-  }
-  *out = h;
-  return 0;
+  return rc;
 }
 
 /* Delay before retry number n (0-based): base * 2^n, half of it fixed and half random
@@ -358,29 +431,48 @@ static long backoff_ms(const ps_client_t *c, int n) {
 int ps_client_call(ps_client_t *c, ps_arena_t *a, const ps_call_t *call, ps_response_t *resp) {
   memset(resp, 0, sizeof(*resp));
   if (!c || !call || !call->url || !call->method || !valid_method(call->method)) return PS_EINVAL;
-  char *origin = origin_of(call->url);
-  if (!origin) return PS_EINVAL;
+  ps__url_t u;
+  if (parse_url(call->url, &u)) return PS_EINVAL;
+  char origin[CLIENT_MAX_HOST + 24];
+  origin_of(&u, origin);
   breaker_t *b = breaker_for(c, origin);
 
-  int64_t start = now_ms();
+  int64_t start = ps__client_now_ms();
   if (!breaker_allow(c, b, start)) return PS_EBREAKER;
 
-  struct curl_slist *headers = NULL;
-  int rc = build_headers(call, a, &headers);
+  size_t nx = 0;
+  for (const char *const *x = call->headers; x && *x; x++) nx++;
+  ps__header_t stack_hd[CLIENT_STACK_HEADERS];
+  ps__header_t *hd = nx + 4 <= CLIENT_STACK_HEADERS
+                         ? stack_hd
+                         : ps_arena_alloc(a, (nx + 4) * sizeof(ps__header_t));
+  size_t nh;
+  int rc = build_headers(call, hd, &nh);
   if (rc) return rc;
+  /* userinfo (basic auth in the URL) is left to libcurl, like TLS. */
+  int use_curl = u.https || u.userinfo;
+  struct curl_slist *curl_hd = NULL;
+  if (use_curl && (rc = curl_headers(call, a, hd, nh, &curl_hd))) return rc;
 
   long timeout = call->timeout_ms > 0 ? call->timeout_ms : c->opts.timeout_ms;
   int64_t deadline = start + timeout;
   int idempotent = is_idempotent(call);
-  long status = 0;
+  int with_length = call->body || method_has_body(call->method);
+  ps__answer_t ans;
   for (int n = 0;; n++) {
-    rc = attempt(c, call, headers, (long)(deadline - now_ms() > 1 ? deadline - now_ms() : 1),
-                 &status);
+    int64_t now = ps__client_now_ms();
+    if (use_curl)
+      rc = attempt_curl(c, call, curl_hd, (long)(deadline - now > 1 ? deadline - now : 1), &ans);
+    else
+      rc = ps__h1_request(c->h1, &u, call->method, hd, nh, call->body,
+                          call->body ? call->body_len : 0, with_length, deadline,
+                          now + c->opts.connect_timeout_ms, &ans);
     int transport = rc == PS_ETIMEOUT || rc == PS_EUNAVAIL;
-    int failed = transport || (rc == 0 && status >= 500);
-    int64_t now = now_ms();
+    int failed = transport || (rc == 0 && ans.status >= 500);
+    now = ps__client_now_ms();
     breaker_record(c, b, failed, now);
-    int retryable = transport || (rc == 0 && (status == 502 || status == 503 || status == 504));
+    int retryable =
+        transport || (rc == 0 && (ans.status == 502 || ans.status == 503 || ans.status == 504));
     if (!idempotent || !retryable || n >= c->opts.max_retries) break;
     /* A breaker that just opened, or a trial that failed, ends the retries too. */
     if (b->state != BREAKER_CLOSED) break;
@@ -388,18 +480,18 @@ int ps_client_call(ps_client_t *c, ps_arena_t *a, const ps_call_t *call, ps_resp
     if (now + delay >= deadline) break; /* no time left for another try */
     sleep_ms(delay);
   }
-  curl_slist_free_all(headers);
+  curl_slist_free_all(curl_hd);
 
   if (rc == 0) {
-    resp->status = status;
-    resp->body = ps_arena_strndup(a, c->buf ? c->buf : "", c->len);
-    resp->body_len = c->len;
-    char *ct = NULL;
-    if (curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
-      resp->content_type = ps_arena_strdup(a, ct);
-    if (c->retry_after[0]) resp->retry_after = ps_arena_strdup(a, c->retry_after);
+    resp->status = ans.status;
+    resp->body = ps_arena_strndup(a, ans.body ? ans.body : "", ans.body_len);
+    resp->body_len = ans.body_len;
+    if (ans.content_type)
+      resp->content_type = ps_arena_strndup(a, ans.content_type, ans.content_type_len);
+    if (ans.retry_after)
+      resp->retry_after = ps_arena_strndup(a, ans.retry_after, ans.retry_after_len);
   }
-  if (c->cap > CLIENT_KEEP_BUF) { /* one huge answer should not pin its memory forever */
+  if (c->cap > PS__CLIENT_KEEP_BUF) { /* one huge answer should not pin its memory forever */
     ps_free(c->buf);
     c->buf = NULL;
     c->cap = 0;
