@@ -357,7 +357,7 @@ static int parse_head(const char *buf, size_t end, int is_head, answer_state_t *
       break;
     }
   }
-  st->keep = !close_ && (!http10 || keep_alive);
+  st->keep = !close_ && (!http10 || keep_alive) && st->status != 101; /* 101: not HTTP after */
   if (is_head || st->status == 204 || st->status == 304 || st->status < 200) {
     st->mode = BODY_NONE;
   } else if (chunked && !other_te) {
