@@ -23,15 +23,19 @@ static ps_histogram_t *hist[T__COUNT]; /* registered once, before the server's t
 
 typedef struct {
   order_store_t base;
-  order_store_t *inner; /* owned: closed with this one */
+  order_store_t *inner;  /* owned (closed with this one) unless lock is set */
+  pthread_mutex_t *lock; /* held through every call of a shared inner store */
 } timed_t;
 
 #define INNER(s) (((timed_t *)(s))->inner)
+#define LOCK(s) (((timed_t *)(s))->lock)
 
 #define TIMED(op, expr)                                                              \
   do {                                                                               \
     unsigned long long t0_ = ps_now_ns();                                            \
+    if (LOCK(s)) pthread_mutex_lock(LOCK(s));                                        \
     int rc_ = (expr);                                                                \
+    if (LOCK(s)) pthread_mutex_unlock(LOCK(s));                                      \
     if (hist[op]) ps_histogram_observe(hist[op], (double)(ps_now_ns() - t0_) / 1e9); \
     return rc_;                                                                      \
   } while (0)
@@ -76,7 +80,7 @@ static int t_outbox_prune(order_store_t *s, int64_t before, int64_t *n) {
 static int t_ping(order_store_t *s) { TIMED(T_PING, INNER(s)->ops->ping(INNER(s))); }
 
 static void t_close(order_store_t *s) {
-  INNER(s)->ops->close(INNER(s));
+  if (!LOCK(s)) INNER(s)->ops->close(INNER(s));
   ps_free(s);
 }
 
@@ -100,9 +104,10 @@ void order_store_metrics_register(const char *engine) {
   ps_metrics_store_calls(engine, op_names, T__COUNT, "Latency of order store calls", hist);
 }
 
-order_store_t *order_store_timed(order_store_t *inner) {
+order_store_t *order_store_timed(order_store_t *inner, pthread_mutex_t *lock) {
   timed_t *t = ps_calloc(1, sizeof(*t));
   t->base.ops = &timed_ops;
   t->inner = inner;
+  t->lock = lock;
   return &t->base;
 }
