@@ -78,6 +78,14 @@ int product_sku_ok(const char *s);
 /* Returns 1 when s is a well-formed attribute name: 1..64 of [A-Za-z0-9_]. */
 int product_attr_name_ok(const char *s);
 
+/* The keys of a product document, in the order documents have them. A lookup may ask for a
+ * subset: bit i of a field mask stands for product_doc_fields[i]; mask 0 is the whole
+ * document (validate.c). */
+enum { PRODUCT_DOC_NFIELDS = 16 };
+extern const char *const product_doc_fields[PRODUCT_DOC_NFIELDS];
+/* The bit of name in a field mask, or 0 when name is not a key of the document. */
+unsigned product_doc_field_bit(const char *name);
+
 /* --- listing ---------------------------------------------------------------------------- */
 
 typedef enum { SORT_NEWEST = 0, SORT_PRICE, SORT_PRICE_DESC, SORT_NAME, SORT_POPULARITY } sort_t;

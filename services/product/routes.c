@@ -533,12 +533,40 @@ static void handle_reservation_get(ps_req_t *req) { reservation_op(req, op_get, 
 
 /* --- internal: lookup and outbox ------------------------------------------------------- */
 
+/* The optional "fields" of a lookup: 1..16 keys of the product document, as a mask (0 when
+ * absent: whole documents). */
+static int lookup_fields_or_reply(ps_req_t *req, json_t *body, unsigned *mask) {
+  *mask = 0;
+  json_t *fields;
+  if (!json_object_get(body, "fields")) return 0;
+  if (ps_json_array_or_reply(req, body, "fields", 1, PRODUCT_DOC_NFIELDS, &fields))
+    return PS_EINVAL;
+  size_t i;
+  json_t *x;
+  json_array_foreach(fields, i, x) {
+    unsigned bit = json_is_string(x) ? product_doc_field_bit(json_string_value(x)) : 0;
+    if (!bit) {
+      ps_reply_problem(req, PS_PROBLEM_VALIDATION,
+                       ps_arena_sprintf(&req->arena, "fields[%zu]", i),
+                       "fields[%zu] must be a key of a product document (id, sku, name, "
+                       "description, kind, brand, category, price, currency, stock, attributes, "
+                       "variants, images, popularity, created_at, updated_at)",
+                       i);
+      return PS_EINVAL;
+    }
+    *mask |= bit;
+  }
+  return 0;
+}
+
 static void handle_lookup(ps_req_t *req) {
-  static const char *const allowed[] = {"ids", NULL};
+  static const char *const allowed[] = {"ids", "fields", NULL};
   if (internal_or_reply(req)) return;
   json_t *body, *ids;
+  unsigned fields;
   if (ps_json_body_or_reply(req, &body) || ps_json_only_keys_or_reply(req, body, allowed) ||
-      ps_json_array_or_reply(req, body, "ids", 1, LOOKUP_IDS_MAX, &ids))
+      ps_json_array_or_reply(req, body, "ids", 1, LOOKUP_IDS_MAX, &ids) ||
+      lookup_fields_or_reply(req, body, &fields))
     return;
   size_t n = json_array_size(ids);
   const char **v = ps_arena_alloc(&req->arena, n * sizeof(*v));
@@ -553,7 +581,7 @@ static void handle_lookup(ps_req_t *req) {
   }
   char *items, *missing;
   product_store_t *s = store_of(req);
-  int rc = s->ops->product_lookup(s, &req->arena, v, n, &items, &missing);
+  int rc = s->ops->product_lookup(s, &req->arena, v, n, fields, &items, &missing);
   if (rc) {
     reply_store_error(req, rc);
     return;

@@ -63,9 +63,10 @@ typedef struct {
   /* Up to q->limit + 1 rows (one more than asked tells the caller there is a next page). */
   int (*product_list)(product_store_t *s, ps_arena_t *a, const product_query_t *q,
                       product_row_t **rows, size_t *nrows);
-  /* The documents of the ids that exist (JSON array text), in the order asked. */
+  /* The documents of the ids that exist (JSON array text), in the order asked; fields is a
+   * mask of product_doc_fields (product.h): only those keys, in document order (0: all). */
   int (*product_lookup)(product_store_t *s, ps_arena_t *a, const char *const *ids, size_t n,
-                        char **items_json, char **missing_json);
+                        unsigned fields, char **items_json, char **missing_json);
   int (*product_count)(product_store_t *s, int64_t *n);
 
   /* Reservations. reserve takes every item or none; a reservation_id already used with the

@@ -975,8 +975,23 @@ static int mg_product_list(product_store_t *s, ps_arena_t *a, const product_quer
   return 0;
 }
 
+/* doc with only the keys of mask (product_doc_fields), in document order. */
+static char *doc_only(ps_arena_t *a, char *doc, unsigned mask) {
+  json_t *in = json_loads(doc, 0, NULL);
+  if (!in) return doc;
+  json_t *out = json_object();
+  for (int i = 0; i < PRODUCT_DOC_NFIELDS; i++) {
+    json_t *v = (mask & (1u << i)) ? json_object_get(in, product_doc_fields[i]) : NULL;
+    if (v) json_object_set(out, product_doc_fields[i], v);
+  }
+  char *text = ps_json_dump(a, out);
+  json_decref(out);
+  json_decref(in);
+  return text;
+}
+
 static int mg_product_lookup(product_store_t *s, ps_arena_t *a, const char *const *ids, size_t n,
-                             char **items_json, char **missing_json) {
+                             unsigned fields, char **items_json, char **missing_json) {
   json_t *missing = json_array();
   size_t total = 3;
   char **docs = ps_arena_alloc(a, (n ? n : 1) * sizeof(char *));
@@ -988,6 +1003,7 @@ static int mg_product_lookup(product_store_t *s, ps_arena_t *a, const char *cons
       docs[i] = NULL;
       rc = 0;
     } else if (!rc) {
+      if (fields) docs[i] = doc_only(a, docs[i], fields);
       total += strlen(docs[i]) + 1;
     }
   }

@@ -77,8 +77,8 @@ static int t_product_list(product_store_t *s, ps_arena_t *a, const product_query
   TIMED(T_LIST, INNER(s)->ops->product_list(INNER(s), a, q, rows, n));
 }
 static int t_product_lookup(product_store_t *s, ps_arena_t *a, const char *const *ids, size_t n,
-                            char **items, char **missing) {
-  TIMED(T_LOOKUP, INNER(s)->ops->product_lookup(INNER(s), a, ids, n, items, missing));
+                            unsigned fields, char **items, char **missing) {
+  TIMED(T_LOOKUP, INNER(s)->ops->product_lookup(INNER(s), a, ids, n, fields, items, missing));
 }
 static int t_product_count(product_store_t *s, int64_t *n) {
   TIMED(T_COUNT, INNER(s)->ops->product_count(INNER(s), n));

@@ -13,6 +13,17 @@ const char *const product_kinds[] = {"phone",  "laptop", "electronics", "clothin
                                       "food",   "drink",  "book",        "home",     "other",
                                       NULL};
 
+const char *const product_doc_fields[PRODUCT_DOC_NFIELDS] = {
+    "id",       "sku",   "name",     "description", "kind",   "brand",
+    "category", "price", "currency", "stock",       "attributes", "variants",
+    "images",   "popularity", "created_at", "updated_at"};
+
+unsigned product_doc_field_bit(const char *name) {
+  for (int i = 0; i < PRODUCT_DOC_NFIELDS; i++)
+    if (strcmp(product_doc_fields[i], name) == 0) return 1u << i;
+  return 0;
+}
+
 typedef struct {
   ps_arena_t *a;
   const char **field;

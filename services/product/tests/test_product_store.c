@@ -15,6 +15,7 @@
 
 #include "polyshop/error.h"
 #include "polyshop/json.h"
+#include "product.h"
 #include "store.h"
 
 typedef struct {
@@ -207,6 +208,60 @@ static void changes_reach_the_outbox(void **state) {
   json_decref(j);
 }
 
+/* A lookup answers whole documents by default, and the keys asked for (in document order,
+ * with the same values) when given a field mask; every key asked is the whole document. */
+static void lookup_answers_the_fields_asked(void **state) {
+  fx_t *f = *state;
+  product_query_t q = {0};
+  q.price_min = q.price_max = -1;
+  q.limit = 100;
+  q.nattrs = 1;
+  q.attrs[0].name = "size"; /* clothing: variants at the product's price */
+  q.attrs[0].value = "M";
+  product_row_t *rows;
+  size_t n;
+  assert_int_equal(f->s->ops->product_list(f->s, &f->a, &q, &rows, &n), 0);
+  assert_true(n >= 1);
+  const char *ids[3] = {rows[0].id, "no-such-product", NULL};
+  q.attrs[0].name = "storage"; /* phones: variants with their own prices */
+  q.attrs[0].value = "256";
+  assert_int_equal(f->s->ops->product_list(f->s, &f->a, &q, &rows, &n), 0);
+  assert_true(n >= 1);
+  ids[2] = rows[0].id;
+  char *whole, *all, *some, *missing;
+  assert_int_equal(f->s->ops->product_lookup(f->s, &f->a, ids, 3, 0, &whole, &missing), 0);
+  assert_string_equal(missing, "[\"no-such-product\"]");
+  char *d0, *d1;
+  assert_int_equal(f->s->ops->product_get(f->s, &f->a, ids[0], &d0), 0);
+  assert_int_equal(f->s->ops->product_get(f->s, &f->a, ids[2], &d1), 0);
+  char expect[16384];
+  snprintf(expect, sizeof(expect), "[%s,%s]", d0, d1);
+  assert_string_equal(whole, expect);
+  unsigned every = (1u << PRODUCT_DOC_NFIELDS) - 1;
+  assert_int_equal(f->s->ops->product_lookup(f->s, &f->a, ids, 3, every, &all, &missing), 0);
+  assert_string_equal(all, expect);
+  unsigned mask = product_doc_field_bit("variants") | product_doc_field_bit("id") |
+                  product_doc_field_bit("price") | product_doc_field_bit("stock");
+  assert_int_equal(f->s->ops->product_lookup(f->s, &f->a, ids, 3, mask, &some, &missing), 0);
+  assert_string_equal(missing, "[\"no-such-product\"]");
+  json_t *got = parse(some), *full = parse(whole);
+  assert_int_equal(json_array_size(got), 2);
+  for (size_t i = 0; i < 2; i++) {
+    json_t *g = json_array_get(got, i), *w = json_array_get(full, i);
+    assert_int_equal(json_object_size(g), 4);
+    const char *order[] = {"id", "price", "stock", "variants"};
+    size_t k = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(g, key, v) {
+      assert_string_equal(key, order[k++]);
+      assert_true(json_equal(v, json_object_get(w, key)));
+    }
+  }
+  json_decref(got);
+  json_decref(full);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(lists_every_product_once_across_pages, setup, teardown),
@@ -214,6 +269,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(reservations_are_all_or_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(sweeper_returns_expired_stock, setup, teardown),
       cmocka_unit_test_setup_teardown(changes_reach_the_outbox, setup, teardown),
+      cmocka_unit_test_setup_teardown(lookup_answers_the_fields_asked, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

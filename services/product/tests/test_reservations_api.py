@@ -255,7 +255,36 @@ def test_lookup(svc):
     assert [(x["id"], x["price"], x["stock"]) for x in r.json["items"]] == [
         (b["id"], 222, 2), (a["id"], 111, 1)]
     assert r.json["missing"] == ["missing-id"]
+    # "fields" narrows each document to those keys, in the document's own order.
+    v = create(svc, variants=[{"sku": "LV-" + os.urandom(4).hex(), "stock": 4, "price": 650},
+                              {"sku": "LW-" + os.urandom(4).hex(), "stock": 1}])
+    whole = svc.call("POST", "/internal/products/lookup", {"ids": [v["id"], a["id"]]},
+                     headers=INTERNAL).json
+    r = svc.call("POST", "/internal/products/lookup",
+                 {"ids": [v["id"], "missing-id", a["id"]],
+                  "fields": ["variants", "id", "price", "currency", "name", "stock", "price"]},
+                 headers=INTERNAL)
+    assert r.status == 200, r
+    assert r.json["missing"] == ["missing-id"]
+    for got, full in zip(r.json["items"], whole["items"]):
+        assert list(got) == ["id", "name", "price", "currency", "stock", "variants"]
+        assert got == {k: full[k] for k in got}
+    assert r.json["items"][0]["variants"] == [
+        {"sku": v["variants"][0]["sku"], "attributes": {}, "stock": 4, "price": 650},
+        {"sku": v["variants"][1]["sku"], "attributes": {}, "stock": 1}]
+    every = ["id", "sku", "name", "description", "kind", "brand", "category", "price", "currency",
+             "stock", "attributes", "variants", "images", "popularity", "created_at", "updated_at"]
+    r = svc.call("POST", "/internal/products/lookup", {"ids": [v["id"], a["id"]], "fields": every},
+                 headers=INTERNAL)
+    assert r.status == 200 and r.json == whole and r.body == svc.call(
+        "POST", "/internal/products/lookup", {"ids": [v["id"], a["id"]]}, headers=INTERNAL).body
     for body, field in (({}, "ids"), ({"ids": []}, "ids"), ({"ids": [1]}, "ids[0]"),
-                        ({"ids": ["x"] * 101}, "ids"), ({"ids": {"$in": ["x"]}}, None)):
+                        ({"ids": ["x"] * 101}, "ids"), ({"ids": {"$in": ["x"]}}, None),
+                        ({"ids": ["x"], "fields": []}, "fields"),
+                        ({"ids": ["x"], "fields": "id"}, "fields"),
+                        ({"ids": ["x"], "fields": ["id"] * 17}, "fields"),
+                        ({"ids": ["x"], "fields": ["id", "password"]}, "fields[1]"),
+                        ({"ids": ["x"], "fields": ["id", 7]}, "fields[1]"),
+                        ({"ids": ["x"], "fields": ["$where"]}, "fields[0]")):
         assert_problem(svc.call("POST", "/internal/products/lookup", body, headers=INTERNAL), 400,
                        field=field)
