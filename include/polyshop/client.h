@@ -1,8 +1,11 @@
-/* client.h - the one way a service calls another (or any HTTP API): libcurl with keep-alive
- * reuse, a timeout on every call, retries with exponential backoff for idempotent calls only,
- * and a circuit breaker per target, passing X-Request-Id and W3C traceparent.
+/* client.h - the one way a service calls another (or any HTTP API): keep-alive reuse, a
+ * timeout on every call, retries with exponential backoff for idempotent calls only, and a
+ * circuit breaker per target, passing X-Request-Id and W3C traceparent. http:// calls go over
+ * our own small blocking HTTP/1.1 transport (a few kept-alive connections per host:port, two
+ * syscalls per call on a live one); https:// calls (Stripe) and URLs with userinfo go through
+ * libcurl.
  *
- * A ps_client_t is owned by one thread (it holds curl handles with live connections); each
+ * A ps_client_t is owned by one thread (it holds live connections and a curl handle); each
  * event-loop thread of a service creates its own. Breaker state is per client.
  */
 #ifndef POLYSHOP_CLIENT_H
