@@ -24,6 +24,7 @@ enum {
   H1_MAX_HEAD = 64 << 10,   /* an answer head bigger than this is not HTTP we accept */
   H1_MIN_READ = 16 << 10,   /* free space offered to each recv */
   H1_STALE = 1,             /* internal: a reused connection was found closed */
+  H1_IDLE_CHECK_MS = 1000,  /* a connection idle longer is checked before reuse */
 };
 
 typedef struct {
@@ -32,6 +33,7 @@ typedef struct {
   size_t host_len;
   unsigned port;
   long rcvtimeo_ms; /* SO_RCVTIMEO now set on fd, 0: none */
+  int64_t idle_since;
 } conn_t;
 
 struct ps__h1 {
@@ -73,13 +75,27 @@ static int same_host(const conn_t *cn, const ps__url_t *u) {
          strncasecmp(cn->host, u->host, u->host_len) == 0;
 }
 
+/* Whether a connection idle for a while is still clean: not closed by the server, and with
+ * nothing unasked-for to read (a server may say 408 before closing an idle connection). */
+static int still_clean(const conn_t *cn) {
+  char b;
+  ssize_t n = recv(cn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 /* Takes the most recently used idle connection to u's host:port into *cn. */
 static int pool_take(ps__h1_t *h, const ps__url_t *u, conn_t *cn) {
+  int64_t now = 0;
   for (int i = h->nidle - 1; i >= 0; i--) {
     if (!same_host(&h->idle[i], u)) continue;
     *cn = h->idle[i];
     memmove(&h->idle[i], &h->idle[i + 1], (size_t)(h->nidle - i - 1) * sizeof(conn_t));
     h->nidle--;
+    if (!now) now = ps__client_now_ms();
+    if (now - cn->idle_since > H1_IDLE_CHECK_MS && !still_clean(cn)) {
+      conn_close(cn);
+      continue;
+    }
     return 1;
   }
   return 0;
@@ -91,6 +107,7 @@ static void pool_put(ps__h1_t *h, conn_t *cn) {
     memmove(&h->idle[0], &h->idle[1], (size_t)(h->nidle - 1) * sizeof(conn_t));
     h->nidle--;
   }
+  cn->idle_since = ps__client_now_ms();
   h->idle[h->nidle++] = *cn;
   cn->fd = -1;
   cn->host = NULL;

@@ -114,6 +114,12 @@ static int answer(int fd, const char *path) {
     sleep_ms(20);
     reset_close(fd);
     return 1;
+  } else if (strcmp(path, "/then-408") == 0) {
+    /* Some servers say 408 on an idle connection before closing it. */
+    send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    sleep_ms(20);
+    send_str(fd, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    return 2;
   } else if (strcmp(path, "/close-no-answer") == 0) {
     return 2; /* a fresh connection closed without an answer: a transport failure */
   } else if (strcmp(path, "/cut") == 0) {
@@ -444,6 +450,17 @@ static void test_stale_keepalive_retried(void **state) {
     assert_int_equal(counter(&srv.requests) - requests, 1);
     assert_int_equal(counter(&srv.accepts) - accepts, 1); /* the fresh one */
   }
+  /* A connection idle for over a second is checked before reuse: an unasked-for 408 is not
+   * taken for the next call's answer. */
+  assert_int_equal(get(c, &a, "/then-408", &r), 0);
+  sleep_ms(1100);
+  int accepts = counter(&srv.accepts);
+  ps_call_t post = {.method = "POST", .url = url(&a, "/echo"), .body = "late", .body_len = 4};
+  assert_int_equal(ps_client_call(c, &a, &post, &r), 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "late");
+  assert_int_equal(counter(&srv.accepts) - accepts, 1);
+
   /* On a kept-alive connection, a close without any answer is taken for a stale one: sent
    * once more on a fresh connection, where it is a failure, not retried again. */
   int requests = counter(&srv.requests);
