@@ -46,6 +46,7 @@ static void make_parent_dir(const char *path) {
 
 #define CKPT_IDLE_MS 1000 /* checkpoint at least this often while frames wait */
 #define CKPT_GAP_MS 20    /* and at most once per gap, so a busy WAL is copied in batches */
+#define CKPT_RESTART_FRAMES (8 * PS_SQLITE_CKPT_FRAMES) /* ~32 MiB of WAL: start it over */
 
 typedef struct ckpt {
   struct ckpt *next;
@@ -81,7 +82,8 @@ static void *ckpt_main(void *arg) {
                  db ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_close_v2(db);
     db = NULL;
-  } else if (sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK) {
+  } else if (sqlite3_busy_timeout(db, 200),
+             sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK) {
     /* (a connection only knows the file is in WAL mode once it has read it: until then a
      * checkpoint does nothing) */
     ps_log_error("sqlite: the checkpointer cannot read %s: %s", e->path, sqlite3_errmsg(db));
@@ -100,6 +102,13 @@ static void *ckpt_main(void *arg) {
     if (db && sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &copied) == SQLITE_OK &&
         frames > 0)
       atomic_fetch_add(&ckpt_runs, 1);
+    /* The WAL starts over only when a writer finds every frame copied back, which under
+     * steady writes never happens: new frames land while a PASSIVE checkpoint copies.
+     * Past CKPT_RESTART_FRAMES a RESTART checkpoint holds writers back (through their busy
+     * timeout) while it copies the few frames the PASSIVE one left and syncs, so the next
+     * commit writes from the WAL's start again. */
+    if (db && frames >= CKPT_RESTART_FRAMES)
+      sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
     pthread_mutex_lock(&ckpt_mu);
     deadline_in(&ts, CKPT_GAP_MS);
     while (!e->stop && pthread_cond_timedwait(&e->wake, &ckpt_mu, &ts) != ETIMEDOUT) {
