@@ -290,7 +290,9 @@ static int price_or_reply(ps_req_t *req, const item_in_t *in, size_t n, order_t 
     for (size_t j = 0; j < i && !seen; j++) seen = strcmp(in[j].product_id, in[i].product_id) == 0;
     if (!seen) json_array_append_new(ids, json_string(in[i].product_id));
   }
-  json_t *q = json_pack("{s:o}", "ids", ids);
+  /* Only what pricing reads: the product service then builds no dates, attributes or images. */
+  json_t *q = json_pack("{s:o, s:[s,s,s,s,s,s]}", "ids", ids, "fields", "id", "name", "price",
+                        "currency", "stock", "variants");
   char *body = ps_json_dump(a, q);
   json_decref(q);
   order_call_result_t r;
