@@ -27,10 +27,15 @@ char *product_new_id(ps_arena_t *a) {
   randombytes_buf(b, sizeof(b));
   b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
   b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-  return ps_arena_sprintf(a,
-                          "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                          b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-                          b[11], b[12], b[13], b[14], b[15]);
+  static const char hex[] = "0123456789abcdef";
+  char *out = ps_arena_alloc(a, 37), *o = out;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
+    *o++ = hex[b[i] >> 4];
+    *o++ = hex[b[i] & 15];
+  }
+  *o = '\0';
+  return out;
 }
 
 static void reply_doc(ps_req_t *req, int status, const char *json) {
@@ -399,7 +404,8 @@ static void handle_category_put(ps_req_t *req) {
 static int item_or_reply(ps_req_t *req, json_t *x, size_t i, reservation_item_t *it) {
   static const char *const allowed[] = {"product_id", "variant", "quantity", NULL};
   ps_arena_t *a = &req->arena;
-  const char *base = ps_arena_sprintf(a, "items[%zu]", i);
+  char base[32];
+  snprintf(base, sizeof(base), "items[%zu]", i);
   if (ps_json_only_keys_at_or_reply(req, x, allowed, base)) return PS_EINVAL;
   json_t *pid = json_object_get(x, "product_id");
   if (!json_is_string(pid) || json_string_length(pid) < 1 || json_string_length(pid) > 64 ||
@@ -586,8 +592,19 @@ static void handle_lookup(ps_req_t *req) {
     reply_store_error(req, rc);
     return;
   }
-  reply_doc(req, 200,
-            ps_arena_sprintf(&req->arena, "{\"items\":%s,\"missing\":%s}", items, missing));
+  /* Concatenated rather than printed: vsnprintf copies %s arguments a byte at a time. */
+  size_t ni = strlen(items), nm = strlen(missing);
+  char *out = ps_arena_alloc(&req->arena, ni + nm + 24), *o = out;
+  memcpy(o, "{\"items\":", 9);
+  o += 9;
+  memcpy(o, items, ni);
+  o += ni;
+  memcpy(o, ",\"missing\":", 11);
+  o += 11;
+  memcpy(o, missing, nm);
+  o += nm;
+  *o++ = '}';
+  ps_reply_raw(req, 200, "application/json", out, (size_t)(o - out));
 }
 
 static void handle_outbox(ps_req_t *req) {

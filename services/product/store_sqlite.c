@@ -212,13 +212,11 @@ static const char *const sql[Q__COUNT] = {
      * the general path (read the state, then decide). */
     [Q_RES_COMMIT] = "UPDATE reservations SET status = 'committed', updated_at = ?2"
                      " WHERE id = ?1 AND status = 'held' AND expires_at > ?2"
-                     " AND items IS NOT NULL RETURNING created_at, expires_at, items",
+                     " AND items IS NOT NULL RETURNING created_at, expires_at, items, items_key",
     [Q_GIVE_PRODUCT] = "UPDATE products SET stock = stock + ?2, updated_at = ?3 WHERE id = ?1",
     [Q_GIVE_VARIANT] = "UPDATE variants SET stock = stock + ?3 WHERE product_id = ?1 AND sku = ?2",
-    /* Units sold make a product popular: each product of reservation ?1 gains its units. */
-    [Q_POPULARITY] = "UPDATE products SET popularity = popularity + t.q FROM (SELECT"
-                     " product_id AS pid, sum(quantity) AS q FROM (" RES_ITEMS_SQL ")"
-                     " GROUP BY product_id) t WHERE products.id = t.pid",
+    /* Units sold make a product popular: one statement per item (see add_popularity). */
+    [Q_POPULARITY] = "UPDATE products SET popularity = popularity + ?2 WHERE id = ?1",
     [Q_EXPIRED] = "SELECT id FROM reservations WHERE status = 'held' AND expires_at <= ?"
                   " ORDER BY expires_at LIMIT ?",
 };
@@ -995,11 +993,38 @@ static int reservation_state(product_store_t *s, ps_arena_t *a, const char *id, 
 static char *items_key(ps_arena_t *a, const reservation_item_t *items, size_t n) {
   sqlbuf_t b = {a, NULL, 0, 0};
   sb_add(&b, "");
-  for (size_t i = 0; i < n; i++)
-    sb_add(&b, ps_arena_sprintf(a, "%s\x1f%s\x1f%lld\x1e", items[i].product_id,
-                                items[i].variant ? items[i].variant : "",
-                                (long long)items[i].quantity));
+  for (size_t i = 0; i < n; i++) {
+    char qty[32];
+    snprintf(qty, sizeof(qty), "\x1f%lld\x1e", (long long)items[i].quantity);
+    sb_add(&b, items[i].product_id);
+    sb_add(&b, "\x1f");
+    sb_add(&b, items[i].variant ? items[i].variant : "");
+    sb_add(&b, qty);
+  }
   return b.buf;
+}
+
+/* Adds each item's units to its product's popularity (units sold make a product popular),
+ * the items read back from a reservation's items_key (product id, variant and quantity of
+ * each item; product ids are UUIDs and variants SKUs, neither holds the separators). A
+ * product deleted meanwhile gains nothing. */
+static int add_popularity(product_store_t *s, const char *key) {
+  for (const char *p = key; *p;) {
+    const char *us1 = strchr(p, '\x1f');
+    const char *us2 = us1 ? strchr(us1 + 1, '\x1f') : NULL;
+    const char *rs = us2 ? strchr(us2 + 1, '\x1e') : NULL;
+    if (!rs) {
+      ps_log_error("sqlite: a reservation's items_key is malformed");
+      return PS_EINTERNAL;
+    }
+    sqlite3_stmt *st = stmt(s, Q_POPULARITY);
+    sqlite3_bind_text(st, 1, p, (int)(us1 - p), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, strtoll(us2 + 1, NULL, 10));
+    int rc = ps_sqlite_exec_done(st);
+    if (rc) return rc;
+    p = rs + 1;
+  }
+  return 0;
 }
 
 static int set_status(product_store_t *s, const char *id, const char *status, int64_t now) {
@@ -1210,29 +1235,24 @@ static int sq_reservation_commit(product_store_t *s, ps_arena_t *a, const char *
   rc = step_row(s, up);
   if (rc == 1) {
     int64_t created_at = sqlite3_column_int64(up, 0), expires = sqlite3_column_int64(up, 1);
-    const char *items = ps_sqlite_text(a, up, 2);
+    const char *items = ps_sqlite_text(a, up, 2), *key = ps_sqlite_text(a, up, 3);
     sqlite3_reset(up);
-    sqlite3_stmt *pop = stmt(s, Q_POPULARITY);
-    ps_sqlite_bind_text(pop, 1, id);
-    if ((rc = ps_sqlite_exec_done(pop))) goto out;
+    if ((rc = add_popularity(s, key))) goto out;
     *json = reservation_json(a, id, "committed", created_at, expires, items);
     goto out;
   }
   sqlite3_reset(up);
   if (rc < 0) goto out;
-  char *status;
+  char *status, *key;
   int64_t expires_at;
-  if ((rc = reservation_state(s, a, id, &status, NULL, &expires_at))) goto out;
+  if ((rc = reservation_state(s, a, id, &status, &key, &expires_at))) goto out;
   if (strcmp(status, "held") == 0 && expires_at <= now) {
     /* Too late: the units go back now rather than at the next sweep, and the commit fails. */
     if ((rc = expire(s, a, id, now)) || (rc = tx_commit(s))) goto out;
     return PS_ECONFLICT;
   }
   if (strcmp(status, "held") == 0) {
-    if ((rc = set_status(s, id, "committed", now))) goto out;
-    sqlite3_stmt *st = stmt(s, Q_POPULARITY);
-    ps_sqlite_bind_text(st, 1, id);
-    if ((rc = ps_sqlite_exec_done(st))) goto out;
+    if ((rc = set_status(s, id, "committed", now)) || (rc = add_popularity(s, key))) goto out;
   } else if (strcmp(status, "committed") != 0) {
     rc = PS_ECONFLICT;
     goto out;
