@@ -7,15 +7,18 @@
 #       and a service that does not come up within BENCH_START_TIMEOUT (120 s) is a
 #       failure returned (1), not the end of the run.
 #   bench_openloop ID DESCRIPTION RATE TARGETS_FILE [P99_TARGET_MS]
-#       open loop: vegeta at RATE requests/s for BENCH_OPENLOOP_DURATION seconds (10), at
-#       most BENCH_OPENLOOP_MAX_WORKERS (1000) requests in flight, with
+#       open loop: the load generator (below) at RATE requests/s for BENCH_OPENLOOP_DURATION
+#       seconds (10), at most BENCH_OPENLOOP_MAX_WORKERS (1000) requests in flight, with
 #       the vegeta JSON targets in TARGETS_FILE (one request per line, used in turn);
 #       records p50/p99/p99.9/max, errors and the rate really sent. With P99_TARGET_MS the
 #       p99 must stay under it with no error (a verdict in the report; a miss counts for
 #       BENCH_STRICT).
 #       OPENLOOP_CPU=(LABEL=KEY...) also records the CPU time each instance KEY (of
 #       bench_spawn; "postgres" for the run's PostgreSQL with its backends) spends per
-#       request, and the load generator's.
+#       request, and the load generator's (a child of this shell: `times` counts it).
+#   bench_loadgen NAME RATE SECONDS TARGETS_FILE OUT_CSV
+#       one open-loop attack with the load generator, its results in vegeta's CSV format
+#       (bench_openloop uses it; the checkout's warm-up too, with /dev/null).
 #   bench_ratio_target ID RATIO REFERENCE
 #       ID's requests/s (wrk, median of the per-round ratios) must reach RATIO of those of
 #       the scenario REFERENCE run in the same rounds (bench_target compares with nginx).
@@ -23,12 +26,24 @@
 #       a line for the "Notes" of the report (what could not be measured, and why).
 #
 # wrk is closed-loop: a stalled server slows the client down and the stall hides. Latency
-# targets are measured open-loop instead, with vegeta sending on schedule whatever the
-# server does. vegeta is installed with `go install` into ${POLYSHOP_CACHE:-~/.cache/polyshop}/bin
-# once. openloop_report (listed in BENCH_REPORTS) appends the open-loop table, the notes
-# and the verdicts to bench/RESULTS.md; bench/scenarios/openloop.py does the arithmetic and
-# writes the vegeta targets files.
+# targets are measured open-loop instead, with a load generator sending on schedule whatever
+# the server does. By default that is bench/loadgen/openloop.c, built with cc into the run's
+# folder: one thread on libevent, a few µs of CPU per request, latency counted from each
+# request's scheduled time (a request the in-flight cap holds back is late against the
+# server: no coordinated omission). BENCH_LOADGEN=vegeta uses vegeta instead (150-350 µs of
+# CPU per request on this machine, taken from the services measured; latency from the actual
+# send), installed with `go install` into ${POLYSHOP_CACHE:-~/.cache/polyshop}/bin once. Both
+# read the same vegeta JSON targets and give vegeta's CSV results. openloop_report (listed in
+# BENCH_REPORTS) appends the open-loop table, the notes and the verdicts to bench/RESULTS.md;
+# bench/scenarios/openloop.py does the arithmetic and writes the targets files.
 
+LOADGEN=${BENCH_LOADGEN:-openloop}
+case $LOADGEN in
+  openloop) LOADGEN_NAME="openloop (bench/loadgen/openloop.c)" ;;
+  vegeta) LOADGEN_NAME=vegeta ;;
+  *) die "BENCH_LOADGEN is openloop (the default) or vegeta, not '$LOADGEN'" ;;
+esac
+OPENLOOP_BIN=
 VEGETA_MODULE=github.com/tsenart/vegeta/v12@v12.13.0
 OPENLOOP_DURATION=${BENCH_OPENLOOP_DURATION:-10}
 OPENLOOP_MAX_WORKERS=${BENCH_OPENLOOP_MAX_WORKERS:-1000}
@@ -81,6 +96,42 @@ bench_need_vegeta() {
   VEGETA=$bin/vegeta
 }
 
+# bench_need_loadgen: the chosen load generator, built or installed once per run.
+bench_need_loadgen() {
+  if [[ $LOADGEN == vegeta ]]; then
+    bench_need_vegeta
+    return 0
+  fi
+  [[ -n $OPENLOOP_BIN ]] && return 0
+  log "building bench/loadgen/openloop.c"
+  # shellcheck disable=SC2046
+  cc -std=c17 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+    $(pkg-config --cflags libevent jansson) "$ROOT"/bench/loadgen/*.c -o "$TMP/openloop" \
+    $(pkg-config --libs libevent jansson) -lm || die "cannot build bench/loadgen/openloop.c"
+  OPENLOOP_BIN=$TMP/openloop
+}
+
+bench_loadgen() {
+  local name=$1 rate=$2 secs=$3 targets=$4 out=$5
+  bench_need_loadgen
+  if [[ $LOADGEN == vegeta ]]; then
+    "$VEGETA" attack -format=json -targets="$targets" -rate="$rate/1s" -duration="${secs}s" -timeout=10s \
+      -max-workers="$OPENLOOP_MAX_WORKERS" -max-body=400 -name="$name" >"$TMP/$name.bin" ||
+      die "$name: vegeta failed"
+  else
+    "$OPENLOOP_BIN" -r "$rate" -d "$secs" -t 10 -c "$OPENLOOP_MAX_WORKERS" -b 400 -n "$name" -o "$out" "$targets" ||
+      die "$name: the load generator failed"
+  fi
+}
+
+# bench_loadgen_csv NAME OUT_CSV: after bench_loadgen (and outside the CPU accounting): vegeta's
+# binary results to CSV.
+bench_loadgen_csv() {
+  [[ $LOADGEN == vegeta ]] || return 0
+  "$VEGETA" encode --to csv <"$TMP/$1.bin" >"$2" || die "$1: vegeta encode failed"
+  rm -f "$TMP/$1.bin"
+}
+
 bench_ratio_target() { RATIO_TARGET[$1]="$2 $3"; }
 
 bench_note() { printf -- '- %s\n' "$*" >>"$TMP/notes.md"; }
@@ -102,20 +153,18 @@ children_seconds() {
 
 bench_openloop() {
   local id=$1 desc=$2 rate=$3 targets=$4 p99_ms=${5:-}
-  bench_need_vegeta
-  log "$id: open loop, $rate req/s for ${OPENLOOP_DURATION}s (vegeta)"
-  local bin=$TMP/$id.bin json spec cpu="{" c0 c1
+  bench_need_loadgen
+  log "$id: open loop, $rate req/s for ${OPENLOOP_DURATION}s ($LOADGEN)"
+  local csv=$TMP/$id.csv json spec cpu="{" c0 c1
   local -A pids_of=() t0=()
   for spec in "${OPENLOOP_CPU[@]}"; do
     pids_of[$spec]=$(cpu_pids "${spec#*=}" | tr '\n' ' ')
     # shellcheck disable=SC2086
     t0[$spec]=$(cpu_ticks ${pids_of[$spec]})
   done
+  # The load generator runs in this shell (not in a subshell), so that `times` counts it.
   times >"$TMP/times.0"
-  "$VEGETA" attack -format=json -targets="$targets" -rate="$rate/1s" \
-    -duration="${OPENLOOP_DURATION}s" -timeout=10s -max-workers="$OPENLOOP_MAX_WORKERS" -max-body=400 \
-    -name="$id" >"$bin" ||
-    die "$id: vegeta failed"
+  bench_loadgen "$id" "$rate" "$OPENLOOP_DURATION" "$targets" "$csv"
   times >"$TMP/times.1"
   c0=$(children_seconds "$TMP/times.0") c1=$(children_seconds "$TMP/times.1")
   for spec in "${OPENLOOP_CPU[@]}"; do
@@ -123,9 +172,10 @@ bench_openloop() {
     cpu+="\"${spec%%=*}\": $(( ($(cpu_ticks ${pids_of[$spec]}) - t0[$spec]) * 1000000 / CLK_TCK )), "
   done
   cpu+="\"loadgen\": $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%d", (b - a) * 1000000 }')}"
-  json=$("$VEGETA" encode --to csv <"$bin" | /usr/bin/python3 "$OPENLOOP_PY" stats "$rate" "$cpu") ||
-    die "$id: no statistics from vegeta's results"
-  rm -f "$bin"
+  bench_loadgen_csv "$id" "$csv"
+  json=$(/usr/bin/python3 "$OPENLOOP_PY" stats "$rate" "$cpu" <"$csv") ||
+    die "$id: no statistics from the load generator's results"
+  rm -f "$csv"
   printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$rate" "${p99_ms:--}" "$desc" "$json" >>"$TMP/openloop.tsv"
   log "$id: $(/usr/bin/python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("sent %.0f/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, errors %d of %d %s" % (r["sent_rate"], r["p50_ms"], r["p99_ms"], r["p999_ms"], r["errors"], r["requests"], r["error_kinds"] or ""))' "$json")"
 }
@@ -145,5 +195,6 @@ openloop_report() {
   for k in "${!RATIO_TARGET[@]}"; do printf '%s\t%s\n' "$k" "${RATIO_TARGET[$k]}" >>"$TMP/ratio_targets.tsv"; done
   touch "$TMP/openloop.tsv"
   TMP=$TMP OPENLOOP_DURATION=$OPENLOOP_DURATION OPENLOOP_MAX_WORKERS=$OPENLOOP_MAX_WORKERS VEGETA_MODULE=$VEGETA_MODULE \
+    OPENLOOP_LOADGEN=$LOADGEN \
     /usr/bin/python3 "$OPENLOOP_PY" report
 }

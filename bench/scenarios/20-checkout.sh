@@ -138,7 +138,7 @@ checkout_stack() {
 }
 
 # wait_idle ORDERS_URL: until the order service answers its probe quickly again (requests
-# vegeta gave up on are still queued in an overloaded service), so that each rate starts
+# the load generator gave up on are still queued in an overloaded service), so that each rate starts
 # from an idle system.
 wait_idle() {
   local health=${1%/api/v1/orders}/healthz deadline=$((SECONDS + 120)) t quick=0
@@ -177,12 +177,11 @@ checkout_rates() {
     -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -H "Idempotency-Key: first-$store" \
     -d "{\"items\":[{\"product_id\":\"$(head -n1 "$CHECKOUT_PRODUCTS")\",\"quantity\":1}],\"address\":{\"name\":\"Bench Buyer\",\"line1\":\"1 Main St\",\"city\":\"Berlin\",\"postal_code\":\"10115\",\"country\":\"DE\"}}")
   [[ $first == 201 ]] || { cat "$TMP/checkout_first.json" >&2; die "checkout_$store: a first order answers $first"; }
-  bench_need_vegeta
   local low=${CHECKOUT_RATES%% *}
   /usr/bin/python3 "$OPENLOOP_PY" order-targets "$base" "$tokens" "$CHECKOUT_PRODUCTS" $((low * 3)) "warm-$store" >"$TMP/warm.targets"
-  log "checkout_$store: warm-up 3 s at $low orders/s"
-  "$VEGETA" attack -format=json -targets="$TMP/warm.targets" -rate="$low/1s" -duration=3s -timeout=10s \
-    -max-workers="$OPENLOOP_MAX_WORKERS" >/dev/null
+  log "checkout_$store: warm-up 3 s at $low orders/s ($LOADGEN)"
+  bench_loadgen "checkout_${store}_warm" "$low" 3 "$TMP/warm.targets" /dev/null
+  if [[ $LOADGEN == vegeta ]]; then rm -f "$TMP/checkout_${store}_warm.bin"; fi
   if [[ $store == pg ]]; then
     # Planner statistics for the tables the warm-up filled, as autovacuum would have them on
     # a running shop (it looks at most once a minute; the run is shorter).
@@ -205,7 +204,7 @@ checkout_rates() {
 
 scenario_checkout_sqlite() {
   ((ROUND == ROUNDS)) || return 0
-  bench_note "Checkout: every order is from one of $CHECKOUT_BUYERS buyers in turn, 2 lines (quantity 1) of 50 products, a new Idempotency-Key, the test provider's good card; user, product, order and payment are separate processes (POLYSHOP_THREADS ${CHECKOUT_THREADS:-default} for the order service, which serves that many checkouts at once) and vegeta runs on the same 2 cores. Each rate starts once the previous one's backlog is served; past saturation \`sent/s\` is about the stack's throughput, since vegeta keeps at most $OPENLOOP_MAX_WORKERS orders in flight."
+  bench_note "Checkout: every order is from one of $CHECKOUT_BUYERS buyers in turn, 2 lines (quantity 1) of 50 products, a new Idempotency-Key, the test provider's good card; user, product, order and payment are separate processes (POLYSHOP_THREADS ${CHECKOUT_THREADS:-default} for the order service, which serves that many checkouts at once) and the load generator, $LOADGEN_NAME, runs on the same 2 cores. Each rate starts once the previous one's backlog is served; past saturation \`sent/s\` is about the stack's throughput, since the load generator keeps at most $OPENLOOP_MAX_WORKERS orders in flight."
   checkout_stack sqlite || die "the checkout services did not start on SQLite"
   checkout_rates sqlite "order + payment on embedded SQLite"
 }

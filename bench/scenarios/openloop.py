@@ -1,7 +1,9 @@
-"""openloop.py - the Python side of bench/scenarios/00-openloop.sh (run by bench/run).
+"""openloop.py - the Python side of bench/scenarios/00-lib.sh's open-loop runs (bench/run).
 
-  openloop.py stats RATE [CPU]      vegeta's CSV results on stdin (and the CPU microseconds
-                                    each process spent, a JSON object) -> one JSON line
+  openloop.py stats RATE [CPU]      the load generator's CSV results on stdin (vegeta's
+                                    format, which bench/loadgen/openloop.c writes too), and
+                                    the CPU microseconds each process spent (a JSON object)
+                                    -> one JSON line
   openloop.py get-targets BASE IDS  vegeta JSON targets: GET BASE/<id> for each line of IDS
   openloop.py order-targets URL TOKENS IDS N PREFIX
                                     N POST URL targets, each a distinct Idempotency-Key
@@ -27,8 +29,8 @@ def percentile(sorted_xs, p):
 
 
 def stats(rate, cpu_json="{}"):
-    # vegeta encode --to csv: timestamp(ns), code, latency(ns), bytes out, bytes in, error,
-    # body (base64), attack, seq, method, url, headers
+    # vegeta encode --to csv (and bench/loadgen/openloop.c): timestamp(ns), code, latency(ns),
+    # bytes out, bytes in, error, body (base64), attack, seq, method, url, headers
     lat, starts, codes, kinds = [], [], {}, {}
     errors = 0
     for row in csv.reader(sys.stdin):
@@ -181,24 +183,35 @@ def report():
                 r["errors"], r["requests"], r["sent_rate"], need))
 
     if rows:
+        if os.environ.get("OPENLOOP_LOADGEN", "vegeta") == "vegeta":
+            gen, gen_name = "`%s`" % os.environ.get("VEGETA_MODULE", "vegeta"), "vegeta"
+            latency = ("Latency is from sending a request to its whole answer (a request that waits for "
+                       "a free worker is not charged that wait)")
+            cap = "vegeta's `-max-workers`"
+        else:
+            gen, gen_name = "`bench/loadgen/openloop.c` (one thread, libevent, HTTP/1.1 keep-alive)", "openloop"
+            latency = ("Latency is from the request's scheduled time (start + i / rate) to its whole answer, "
+                       "so a request the generator sends late, held back by the in-flight cap, is late "
+                       "against the server (no coordinated omission)")
+            cap = "the generator's cap"
         lines += [
-            "## Open-loop latency (vegeta)",
+            "## Open-loop latency (%s)" % gen_name,
             "",
-            "`%s` attacking at a fixed rate for %s s: requests leave on schedule whatever the "
+            "%s attacking at a fixed rate for %s s: requests leave on schedule whatever the "
             "server does, so a stall shows in the latency instead of slowing the client (wrk above "
-            "is closed-loop). Latency is from sending a request to its whole answer; percentiles are "
+            "is closed-loop). %s; percentiles are "
             "nearest-rank over every request; an error is a transport error, a timeout (10 s) or a "
-            "non-2xx status. At most %s requests are in flight (vegeta's `-max-workers`): a server that "
-            "falls further behind makes vegeta fall behind its schedule instead of opening thousands of "
+            "non-2xx status. At most %s requests are in flight (%s): a server that "
+            "falls further behind makes the generator fall behind its schedule instead of opening thousands of "
             "connections, and `sent/s`, the rate really sent, drops below the asked rate (so does it "
             "when the load generator is short of CPU). Server CPU per request: user + system time of "
             "the server processes (each service with all its threads; PostgreSQL with its backends) "
             "during the attack over the requests sent, in µs, split by process; the machine has %d cores "
             "for all of it, the load generator included." % (
-                os.environ.get("VEGETA_MODULE", "vegeta"), os.environ.get("OPENLOOP_DURATION", "?"),
-                os.environ.get("OPENLOOP_MAX_WORKERS", "?"), os.cpu_count() or 0),
+                gen, os.environ.get("OPENLOOP_DURATION", "?"), latency,
+                os.environ.get("OPENLOOP_MAX_WORKERS", "?"), cap, os.cpu_count() or 0),
             "",
-            "| scenario | what | rate/s | sent/s | p50 | p99 | p99.9 | max | errors / requests | server CPU per request | vegeta CPU per request |",
+            "| scenario | what | rate/s | sent/s | p50 | p99 | p99.9 | max | errors / requests | server CPU per request | %s CPU per request |" % gen_name,
             "|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
         ] + rows + [""]
     notes = os.path.join(tmp, "notes.md")
