@@ -33,6 +33,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,8 @@ struct conn {
   size_t scanned;  /* bytes searched for the end of the head */
   int code, chunked, close_after, until_eof;
   int64_t content_length;
+  int64_t rx_ns;   /* monotonic time the last bytes read had arrived (kernel timestamp) */
+  long widx;       /* index in wconn while waiting to connect or write, else -1 */
 };
 
 static target_t *targets;
@@ -101,9 +104,10 @@ static size_t max_body = 400;
 static const char *name = "";
 static int64_t start_ns, wall_offset_ns;
 static struct event_base *base;
-static struct event *sched_ev, *giveup_ev;
-static long armed_for = -1;
+static struct event *giveup_ev;
 static const struct timeval *req_timeout; /* a libevent common timeout */
+static conn_t **wconn; /* connections waiting to connect or to write the rest of a request */
+static long nwait, capwait;
 
 static void die(const char *fmt, const char *arg) {
   fprintf(stderr, "openloop: ");
@@ -257,9 +261,31 @@ static void load_targets(const char *path) {
 static void read_cb(evutil_socket_t fd, short what, void *arg);
 static void write_cb(evutil_socket_t fd, short what, void *arg);
 static void issue(long i, int fresh_only);
-static void pump(void);
+
+/* The main loop sleeps in ppoll on these (a new connection is usually ready microseconds
+ * after connect(), long before the next request is due). */
+static void wait_write(conn_t *c) {
+  if (c->widx < 0) {
+    if (nwait == capwait) {
+      capwait = capwait ? capwait * 2 : 64;
+      wconn = realloc(wconn, sizeof *wconn * (size_t)capwait);
+      if (!wconn) die("%s", "out of memory");
+    }
+    c->widx = nwait;
+    wconn[nwait++] = c;
+  }
+  event_add(c->wev, NULL);
+}
+
+static void unwait_write(conn_t *c) {
+  if (c->widx < 0) return;
+  wconn[c->widx] = wconn[--nwait];
+  wconn[c->widx]->widx = c->widx;
+  c->widx = -1;
+}
 
 static void conn_close(conn_t *c) {
+  unwait_write(c);
   event_free(c->rev);
   event_free(c->wev);
   close(c->fd);
@@ -276,6 +302,7 @@ static conn_t *conn_new(int ai, const char **err) {
   }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
   int connecting = 0;
   if (connect(fd, (struct sockaddr *)&a->sa, a->sa_len) != 0) {
     if (errno != EINPROGRESS) {
@@ -290,6 +317,7 @@ static conn_t *conn_new(int ai, const char **err) {
   c->fd = fd;
   c->addr = ai;
   c->req = -1;
+  c->widx = -1;
   c->fresh = 1;
   c->connecting = connecting;
   c->cap = 4096;
@@ -300,9 +328,10 @@ static conn_t *conn_new(int ai, const char **err) {
 }
 
 /* Records the end of request i (code 0 with err for a failure) and frees its slot. */
-static void finish(long i, int code, const char *err, uint64_t bytes_in, const char *body, size_t body_len) {
+static void finish(long i, int64_t end_ns, int code, const char *err, uint64_t bytes_in, const char *body,
+                   size_t body_len) {
   result_t *r = &results[i];
-  r->lat_ns = mono_ns() - sched_ns(i);
+  r->lat_ns = end_ns - sched_ns(i);
   r->code = code;
   r->err = err;
   r->bytes_in = bytes_in;
@@ -326,9 +355,8 @@ static void conn_fail(conn_t *c, const char *err) {
     inflight--;
     issue(i, 1);
   } else {
-    finish(i, 0, err, 0, NULL, 0);
+    finish(i, mono_ns(), 0, err, 0, NULL, 0);
   }
-  pump();
 }
 
 static void send_req(conn_t *c) {
@@ -341,7 +369,7 @@ static void send_req(conn_t *c) {
   }
   if (n > 0) c->wrote += (size_t)n;
   if (c->wrote < t->req_len) {
-    event_add(c->wev, NULL);
+    wait_write(c);
     return;
   }
 }
@@ -349,6 +377,7 @@ static void send_req(conn_t *c) {
 static void write_cb(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   conn_t *c = arg;
+  unwait_write(c);
   if (c->connecting) {
     int e = 0;
     socklen_t l = sizeof e;
@@ -374,7 +403,7 @@ static void issue(long i, int fresh_only) {
     a->idle = c->next_idle;
   } else if (!(c = conn_new(t->addr, &err))) {
     results[i].sent_ns = mono_ns();
-    finish(i, 0, err, 0, NULL, 0);
+    finish(i, results[i].sent_ns, 0, err, 0, NULL, 0);
     return;
   }
   c->req = i;
@@ -385,7 +414,7 @@ static void issue(long i, int fresh_only) {
   event_add(c->rev, req_timeout);
   if (c->connecting) {
     results[i].sent_ns = mono_ns();
-    event_add(c->wev, NULL);
+    wait_write(c);
   } else {
     send_req(c);
   }
@@ -470,7 +499,7 @@ static int dechunk(conn_t *c, uint64_t *total) {
 
 static void answer_done(conn_t *c, uint64_t bytes_in, const char *body, size_t body_len) {
   long i = c->req;
-  finish(i, c->code, NULL, bytes_in, body, body_len);
+  finish(i, c->rx_ns, c->code, NULL, bytes_in, body, body_len);
   c->req = -1;
   c->fresh = 0;
   if (c->close_after) {
@@ -481,7 +510,6 @@ static void answer_done(conn_t *c, uint64_t bytes_in, const char *body, size_t b
     c->next_idle = a->idle;
     a->idle = c;
   }
-  pump();
 }
 
 /* Copies the de-chunked body's first max_body bytes to a scratch buffer. */
@@ -553,8 +581,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
       long i = c->req;
       c->req = -1;
       conn_close(c);
-      finish(i, 0, "timeout: no whole answer within the request timeout", 0, NULL, 0);
-      pump();
+      finish(i, mono_ns(), 0, "timeout: no whole answer within the request timeout", 0, NULL, 0);
     }
     return;
   }
@@ -564,7 +591,26 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
       c->buf = realloc(c->buf, c->cap);
       if (!c->buf) die("%s", "out of memory");
     }
-    ssize_t n = read(fd, c->buf + c->len, c->cap - c->len);
+    /* The kernel's arrival time of the bytes, not the time we read them: the main loop
+     * reads answers only when it wakes up to send (one wake-up a request, not two). */
+    union {
+      char buf[CMSG_SPACE(sizeof(struct timespec)) * 2];
+      struct cmsghdr align;
+    } cm;
+    struct iovec iov = {c->buf + c->len, c->cap - c->len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
+    ssize_t n = recvmsg(fd, &msg, 0);
+    if (n > 0) {
+      int64_t now = mono_ns(), rx = 0;
+      for (struct cmsghdr *h = CMSG_FIRSTHDR(&msg); h; h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_TIMESTAMPNS) {
+          struct timespec ts;
+          memcpy(&ts, CMSG_DATA(h), sizeof ts);
+          rx = ts.tv_sec * NS + ts.tv_nsec - wall_offset_ns;
+        }
+      }
+      c->rx_ns = rx > 0 && rx <= now && rx >= now - 30 * NS ? rx : now;
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -601,28 +647,9 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- the schedule -------------------------------------------------------------------- */
 
-static void sched_cb(evutil_socket_t fd, short what, void *arg) {
-  (void)fd, (void)what, (void)arg;
-  armed_for = -1;
-  pump();
-}
-
-/* Sends every request that is due while slots are free, then sleeps until the next one. */
-static void pump(void) {
-  static int pumping;
-  if (pumping) return; /* a request failed at once inside the loop below: it goes on */
-  pumping = 1;
-  int64_t now = mono_ns();
+/* Sends every request that is due while slots are free. */
+static void pump(int64_t now) {
   while (next_req < nreq && inflight < max_inflight && sched_ns(next_req) <= now) issue(next_req++, 0);
-  if (next_req < nreq && inflight < max_inflight && armed_for != next_req) {
-    int64_t wait = sched_ns(next_req) - now;
-    if (wait < 0) wait = 0;
-    struct timeval tv = {(time_t)(wait / NS), (suseconds_t)(wait % NS / 1000)};
-    event_add(sched_ev, &tv);
-    armed_for = next_req;
-  }
-  pumping = 0;
-  if (done_req == nreq) event_base_loopbreak(base);
 }
 
 /* TIMEOUT_S after the end of the schedule, requests still unsent are errors. */
@@ -636,7 +663,34 @@ static void giveup_cb(evutil_socket_t fd, short what, void *arg) {
     results[i].err = "not sent: the in-flight limit held it back past the end of the run";
     done_req++;
   }
-  if (done_req == nreq) event_base_loopbreak(base);
+}
+
+/* One wake-up a request: sleep until the next request is due, read whatever answers came
+ * meanwhile (timed by the kernel's arrival timestamps), send what is due. When nothing is
+ * left to send, or the in-flight cap is reached, wait for answers instead. */
+static void run(void) {
+  while (done_req < nreq) {
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    pump(mono_ns());
+    if (done_req == nreq) break;
+    if (next_req < nreq && inflight < max_inflight) {
+      int64_t at = sched_ns(next_req);
+      int64_t now = mono_ns();
+      if (at > now && nwait) {
+        struct pollfd pf[64];
+        int n = 0;
+        for (long k = 0; k < nwait && n < 64; k++) pf[n++] = (struct pollfd){.fd = wconn[k]->fd, .events = POLLOUT};
+        struct timespec rel = {(time_t)((at - now) / NS), (long)((at - now) % NS)};
+        ppoll(pf, (nfds_t)n, &rel, NULL);
+      } else if (at > now) {
+        struct timespec ts = {(time_t)(at / NS), (long)(at % NS)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+        }
+      }
+    } else {
+      event_base_loop(base, EVLOOP_ONCE);
+    }
+  }
 }
 
 /* ---- output -------------------------------------------------------------------------- */
@@ -728,15 +782,19 @@ int main(int argc, char **argv) {
   prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 
   struct event_config *cfg = event_config_new();
-  event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
   event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
   base = event_base_new_with_config(cfg);
   event_config_free(cfg);
   if (!base) die("%s", "no event base");
   struct timeval to = {(time_t)timeout_s, (suseconds_t)((timeout_s - floor(timeout_s)) * 1e6)};
   req_timeout = event_base_init_common_timeout(base, &to);
-  sched_ev = evtimer_new(base, sched_cb, NULL);
   giveup_ev = evtimer_new(base, giveup_cb, NULL);
+
+  /* Receive timestamps are switched on for the whole system by the first socket that asks,
+   * possibly a moment later: ask now, before the first request. */
+  int one = 1, tsfd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (tsfd >= 0) setsockopt(tsfd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+  usleep(20000);
 
   struct timespec wall;
   clock_gettime(CLOCK_REALTIME, &wall);
@@ -745,8 +803,7 @@ int main(int argc, char **argv) {
   double g = duration + timeout_s;
   struct timeval gtv = {(time_t)g, (suseconds_t)((g - floor(g)) * 1e6)};
   event_add(giveup_ev, &gtv);
-  pump();
-  event_base_dispatch(base);
+  run();
 
   FILE *out = out_path ? fopen(out_path, "w") : stdout;
   if (!out) die("cannot write %s", out_path);
