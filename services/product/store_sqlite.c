@@ -98,6 +98,13 @@ static const char schema[] =
   "'created_at',strftime('%Y-%m-%dT%H:%M:%SZ',p.created_ms / 1000,'unixepoch'),"              \
   "'updated_at',strftime('%Y-%m-%dT%H:%M:%SZ',p.updated_at,'unixepoch'))"
 
+/* The documents of a lookup in one statement (one read transaction, however many ids): ?1
+ * is the JSON array of the ids asked; a row per id, in the order asked (json_each is the
+ * outer loop of the LEFT JOIN), with its position and the document or NULL. */
+#define LOOKUP_SQL(doc)                                                                       \
+  "SELECT j.key, CASE WHEN p.id IS NULL THEN NULL ELSE " doc " END"                            \
+  " FROM json_each(?1) j LEFT JOIN products p ON p.id = j.value"
+
 /* The product_attrs rows of the products p for which cond holds. */
 #define ATTRS_FILL_SQL(cond)                                                                  \
   "INSERT OR IGNORE INTO product_attrs(name, value, product_id)"                              \
@@ -131,12 +138,12 @@ static const char schema[] =
 enum {
   Q_BEGIN, Q_COMMIT, Q_ROLLBACK, Q_PING,
   Q_CAT_EXISTS, Q_CAT_PUT, Q_CAT_ALL, Q_CAT_ANCESTOR, Q_CAT_SUBTREE,
-  Q_GET, Q_EXISTS, Q_COUNT, Q_HAS_VARIANTS,
+  Q_GET, Q_LOOKUP, Q_EXISTS, Q_COUNT, Q_HAS_VARIANTS,
   Q_SKU_ADD, Q_SKU_DEL_PRODUCT, Q_SKU_DEL, Q_SKU_DEL_VARIANTS,
   Q_INSERT, Q_VARIANT_ADD, Q_VARIANTS_DEL, Q_STOCK_SUM, Q_DELETE, Q_ATTRS_DEL, Q_ATTRS_FILL, Q_ATTR_COUNT,
   Q_OUTBOX_DOC, Q_OUTBOX_RAW, Q_OUTBOX_READ,
   Q_ITEM_PRODUCT, Q_TAKE_PRODUCT, Q_TAKE_VARIANT, Q_VARIANT_INFO, Q_PRODUCT_STOCK,
-  Q_TAKE_PLAIN, Q_RES_GET, Q_RES_INSERT, Q_RES_DOC, Q_RES_ITEMS, Q_RES_STATUS, Q_RES_COMMIT,
+  Q_TAKE_PLAIN, Q_RES_GET, Q_RES_INSERT, Q_RES_DOC, Q_RES_ITEMS, Q_RES_STATUS,
   Q_GIVE_PRODUCT, Q_GIVE_VARIANT, Q_POPULARITY, Q_EXPIRED,
   Q__COUNT
 };
@@ -157,6 +164,7 @@ static const char *const sql[Q__COUNT] = {
                        " categories c JOIN up ON c.slug = up.slug WHERE c.parent IS NOT NULL)"
                        " SELECT 1 FROM up WHERE slug = ?2",
     [Q_GET] = "SELECT " DOC_SQL " FROM products p WHERE p.id = ?",
+    [Q_LOOKUP] = LOOKUP_SQL(DOC_SQL),
     [Q_EXISTS] = "SELECT sku FROM products WHERE id = ?",
     [Q_COUNT] = "SELECT count(*) FROM products",
     [Q_HAS_VARIANTS] = "SELECT count(*) FROM variants WHERE product_id = ?",
@@ -191,28 +199,24 @@ static const char *const sql[Q__COUNT] = {
                        " WHERE id = ?1 AND stock >= ?2",
     [Q_TAKE_VARIANT] = "UPDATE variants SET stock = stock - ?3"
                        " WHERE product_id = ?1 AND sku = ?2 AND stock >= ?3",
-    /* The same step for a product without variants, answering its price and currency: one
-     * statement where the general path (Q_ITEM_PRODUCT, then Q_TAKE_PRODUCT) needs two. No
-     * row: not found, has variants or too little stock; the general path then tells which. */
+    /* The same step for a product without variants, its checks folded in (the general path
+     * reads the product first). No change: not found, has variants or too little stock;
+     * the general path then tells which. (RETURNING price, currency measured dearer than
+     * reading them after: it buffers its rows in an ephemeral table.) */
     [Q_TAKE_PLAIN] = "UPDATE products SET stock = stock - ?2, updated_at = ?3"
                      " WHERE id = ?1 AND stock >= ?2"
-                     " AND NOT EXISTS (SELECT 1 FROM variants WHERE product_id = ?1)"
-                     " RETURNING price, currency",
+                     " AND NOT EXISTS (SELECT 1 FROM variants WHERE product_id = ?1)",
     [Q_VARIANT_INFO] = "SELECT v.stock, coalesce(v.price, p.price) FROM variants v"
                        " JOIN products p ON p.id = v.product_id"
                        " WHERE v.product_id = ? AND v.sku = ?",
     [Q_PRODUCT_STOCK] = "SELECT stock FROM products WHERE id = ?",
-    [Q_RES_GET] = "SELECT status, items_key, expires_at FROM reservations WHERE id = ?",
+    [Q_RES_GET] = "SELECT status, items_key, expires_at, created_at, items FROM reservations"
+                  " WHERE id = ?",
     [Q_RES_INSERT] = "INSERT INTO reservations(id, status, items_key, created_at, expires_at,"
                      " updated_at, items) VALUES(?1, 'held', ?2, ?3, ?4, ?3, ?5)",
     [Q_RES_DOC] = RESERVATION_SQL,
     [Q_RES_ITEMS] = RES_ITEMS_SQL " ORDER BY 4",
     [Q_RES_STATUS] = "UPDATE reservations SET status = ?2, updated_at = ?3 WHERE id = ?1",
-    /* A commit's usual case in one statement: held, not expired, items in the row. No row:
-     * the general path (read the state, then decide). */
-    [Q_RES_COMMIT] = "UPDATE reservations SET status = 'committed', updated_at = ?2"
-                     " WHERE id = ?1 AND status = 'held' AND expires_at > ?2"
-                     " AND items IS NOT NULL RETURNING created_at, expires_at, items, items_key",
     [Q_GIVE_PRODUCT] = "UPDATE products SET stock = stock + ?2, updated_at = ?3 WHERE id = ?1",
     [Q_GIVE_VARIANT] = "UPDATE variants SET stock = stock + ?3 WHERE product_id = ?1 AND sku = ?2",
     /* Units sold make a product popular: one statement per item (see add_popularity). */
@@ -872,21 +876,22 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
   return 0;
 }
 
-/* The statement reading the fields of mask of one product (mask 0: Q_GET, the whole
- * document), prepared once per field set and kept (a few sets per connection). */
+/* The lookup statement for the fields of mask (0: Q_LOOKUP, whole documents), prepared once
+ * per field set and kept (a few sets per connection). */
 static sqlite3_stmt *lookup_stmt(product_store_t *s, unsigned mask) {
   sqlite_store_t *ss = S(s);
-  if (!mask) return stmt(s, Q_GET);
+  if (!mask) return stmt(s, Q_LOOKUP);
   for (int i = 0; i < LOOKUP_CACHE; i++)
     if (ss->lookup[i].st && ss->lookup[i].mask == mask) return ps_sqlite_fresh(ss->lookup[i].st);
-  char text[2048];
-  size_t used = (size_t)snprintf(text, sizeof(text), "SELECT json_object(");
+  char doc[2048], text[2560];
+  size_t used = (size_t)snprintf(doc, sizeof(doc), "json_object(");
   for (int i = 0; i < PRODUCT_DOC_NFIELDS; i++)
     if (mask & (1u << i))
-      used += (size_t)snprintf(text + used, sizeof(text) - used, "%s'%s',%s",
-                               used > sizeof("SELECT json_object(") - 1 ? "," : "",
+      used += (size_t)snprintf(doc + used, sizeof(doc) - used, "%s'%s',%s",
+                               used > sizeof("json_object(") - 1 ? "," : "",
                                product_doc_fields[i], doc_field_sql[i]);
-  snprintf(text + used, sizeof(text) - used, ") FROM products p WHERE p.id = ?");
+  snprintf(doc + used, sizeof(doc) - used, ")");
+  snprintf(text, sizeof(text), LOOKUP_SQL("%s"), doc);
   sqlite3_stmt *st = ps_sqlite_prepare(ss->db, text);
   if (!st) return NULL;
   unsigned slot = ss->lookup_next++ % LOOKUP_CACHE;
@@ -898,34 +903,36 @@ static sqlite3_stmt *lookup_stmt(product_store_t *s, unsigned mask) {
 
 static int sq_product_lookup(product_store_t *s, ps_arena_t *a, const char *const *ids,
                              size_t n, unsigned fields, char **items_json, char **missing_json) {
+  sqlite3_stmt *st = lookup_stmt(s, fields);
+  if (!st) return PS_ESTORE;
+  sqlbuf_t asked = {a, NULL, 0, 0};
+  sb_add(&asked, "[");
+  for (size_t i = 0; i < n; i++) {
+    if (i) sb_add(&asked, ",");
+    sb_json_str(&asked, ids[i]);
+  }
+  sb_add(&asked, "]");
+  sqlite3_bind_text(st, 1, asked.buf, (int)asked.len, SQLITE_STATIC);
   sqlbuf_t b = {a, NULL, 0, 0};
   json_t *missing = json_array();
-  int rc = 0, first = 1;
+  int rc, first = 1;
   sb_add(&b, "[");
-  for (size_t i = 0; i < n && !rc; i++) {
-    char *doc;
-    sqlite3_stmt *st = lookup_stmt(s, fields);
-    if (!st) {
-      rc = PS_ESTORE;
-      break;
-    }
-    ps_sqlite_bind_text(st, 1, ids[i]);
-    rc = one_text(s, a, st, &doc);
-    if (rc == PS_ENOTFOUND) {
-      json_array_append_new(missing, json_string(ids[i]));
-      rc = 0;
+  while ((rc = step_row(s, st)) == 1) {
+    int64_t i = sqlite3_column_int64(st, 0);
+    if (sqlite3_column_type(st, 1) == SQLITE_NULL) {
+      if (i >= 0 && (size_t)i < n) json_array_append_new(missing, json_string(ids[i]));
       continue;
     }
-    if (rc) break;
     if (!first) sb_add(&b, ",");
-    sb_add(&b, doc);
+    sb_addn(&b, (const char *)sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1));
     first = 0;
   }
+  sqlite3_reset(st);
   sb_add(&b, "]");
   *items_json = b.buf;
   *missing_json = ps_json_dump(a, missing);
   json_decref(missing);
-  return rc;
+  return rc < 0 ? rc : 0;
 }
 
 /* --- reservations ---------------------------------------------------------------------- */
@@ -971,16 +978,24 @@ static void item_json(sqlbuf_t *b, const reservation_item_t *it, int64_t price,
   sb_add(b, "}");
 }
 
-/* Reads a reservation's status ("held", "committed", "released", "expired") and expiry. */
-static int reservation_state(product_store_t *s, ps_arena_t *a, const char *id, char **status,
-                             char **items_key, int64_t *expires_at) {
+/* A reservation's row: status ("held", "committed", "released", "expired"), items_key,
+ * times, and items (NULL for reservations made before that column). */
+typedef struct {
+  char *status, *items_key;
+  const char *items;
+  int64_t created_at, expires_at;
+} res_row_t;
+
+static int reservation_state(product_store_t *s, ps_arena_t *a, const char *id, res_row_t *r) {
   sqlite3_stmt *st = stmt(s, Q_RES_GET);
   ps_sqlite_bind_text(st, 1, id);
   int rc = step_row(s, st);
   if (rc == 1) {
-    *status = ps_sqlite_text(a, st, 0);
-    if (items_key) *items_key = ps_sqlite_text(a, st, 1);
-    if (expires_at) *expires_at = sqlite3_column_int64(st, 2);
+    r->status = ps_sqlite_text(a, st, 0);
+    r->items_key = ps_sqlite_text(a, st, 1);
+    r->expires_at = sqlite3_column_int64(st, 2);
+    r->created_at = sqlite3_column_int64(st, 3);
+    r->items = ps_sqlite_text_or_null(a, st, 4);
     rc = 0;
   } else if (rc == 0) {
     rc = PS_ENOTFOUND;
@@ -1091,21 +1106,28 @@ static int take_item(product_store_t *s, ps_arena_t *a, const reservation_item_t
                      char **currency_out) {
   sqlite3_stmt *st;
   int rc;
+  *price_out = 0;
+  *currency_out = "";
   if (!it->variant) {
-    /* The usual case in one statement; without a row the general path below finds out why
-     * (this one changed nothing then). */
+    /* The usual case: taken at once, then its price read; when nothing changed the general
+     * path below finds out why. */
     st = stmt(s, Q_TAKE_PLAIN);
     ps_sqlite_bind_text(st, 1, it->product_id);
     sqlite3_bind_int64(st, 2, it->quantity);
     sqlite3_bind_int64(st, 3, now);
-    rc = step_row(s, st);
-    if (rc == 1) {
-      *price_out = sqlite3_column_int64(st, 0);
-      *currency_out = ps_sqlite_text(a, st, 1);
+    if ((rc = ps_sqlite_exec_done(st))) return rc;
+    if (sqlite3_changes(S(s)->db) == 1) {
+      st = stmt(s, Q_ITEM_PRODUCT);
+      ps_sqlite_bind_text(st, 1, it->product_id);
+      rc = step_row(s, st);
+      if (rc == 1) {
+        *price_out = sqlite3_column_int64(st, 0);
+        *currency_out = ps_sqlite_text(a, st, 1);
+      }
+      sqlite3_reset(st);
+      if (rc <= 0) return rc < 0 ? rc : PS_ESTORE; /* taken, so it exists */
+      return outbox_doc(s, "product.stock_changed", it->product_id, now);
     }
-    sqlite3_reset(st);
-    if (rc < 0) return rc;
-    if (rc == 1) return outbox_doc(s, "product.stock_changed", it->product_id, now);
   }
   st = stmt(s, Q_ITEM_PRODUCT);
   ps_sqlite_bind_text(st, 1, it->product_id);
@@ -1174,10 +1196,11 @@ static int sq_reserve(product_store_t *s, ps_arena_t *a, const char *reservation
   char *key = items_key(a, items, n);
   int rc = tx_begin(s);
   if (rc) return rc;
-  char *status, *old_key;
-  int64_t expires_at;
-  rc = reservation_state(s, a, reservation_id, &status, &old_key, &expires_at);
+  res_row_t old;
+  rc = reservation_state(s, a, reservation_id, &old);
   if (rc == 0) {
+    const char *status = old.status, *old_key = old.items_key;
+    int64_t expires_at = old.expires_at;
     /* The same request again (a retry): answer what the first one did, unless its units
      * have gone back since (the caller must not go on as if they were held). */
     if (strcmp(old_key, key) != 0) {
@@ -1228,36 +1251,25 @@ static int sq_reservation_commit(product_store_t *s, ps_arena_t *a, const char *
                                  char **json) {
   int rc = tx_begin(s);
   if (rc) return rc;
-  /* The usual case: held and in time. */
-  sqlite3_stmt *up = stmt(s, Q_RES_COMMIT);
-  ps_sqlite_bind_text(up, 1, id);
-  sqlite3_bind_int64(up, 2, now);
-  rc = step_row(s, up);
-  if (rc == 1) {
-    int64_t created_at = sqlite3_column_int64(up, 0), expires = sqlite3_column_int64(up, 1);
-    const char *items = ps_sqlite_text(a, up, 2), *key = ps_sqlite_text(a, up, 3);
-    sqlite3_reset(up);
-    if ((rc = add_popularity(s, key))) goto out;
-    *json = reservation_json(a, id, "committed", created_at, expires, items);
-    goto out;
-  }
-  sqlite3_reset(up);
-  if (rc < 0) goto out;
-  char *status, *key;
-  int64_t expires_at;
-  if ((rc = reservation_state(s, a, id, &status, &key, &expires_at))) goto out;
-  if (strcmp(status, "held") == 0 && expires_at <= now) {
+  res_row_t r;
+  if ((rc = reservation_state(s, a, id, &r))) goto out;
+  if (strcmp(r.status, "held") == 0 && r.expires_at <= now) {
     /* Too late: the units go back now rather than at the next sweep, and the commit fails. */
     if ((rc = expire(s, a, id, now)) || (rc = tx_commit(s))) goto out;
     return PS_ECONFLICT;
   }
-  if (strcmp(status, "held") == 0) {
-    if ((rc = set_status(s, id, "committed", now)) || (rc = add_popularity(s, key))) goto out;
-  } else if (strcmp(status, "committed") != 0) {
+  if (strcmp(r.status, "held") == 0) {
+    if ((rc = set_status(s, id, "committed", now)) || (rc = add_popularity(s, r.items_key)))
+      goto out;
+  } else if (strcmp(r.status, "committed") != 0) {
     rc = PS_ECONFLICT;
     goto out;
   }
-  rc = reservation_doc(s, a, id, now, json);
+  /* Committed now: the answer from the row when it has its items (RESERVATION_SQL's). */
+  if (r.items)
+    *json = reservation_json(a, id, "committed", r.created_at, r.expires_at, r.items);
+  else
+    rc = reservation_doc(s, a, id, now, json);
 out:
   return tx_end(s, rc);
 }
@@ -1266,9 +1278,9 @@ static int sq_reservation_release(product_store_t *s, ps_arena_t *a, const char 
                                   int64_t now, char **json) {
   int rc = tx_begin(s);
   if (rc) return rc;
-  char *status;
-  if ((rc = reservation_state(s, a, id, &status, NULL, NULL))) goto out;
-  if (strcmp(status, "held") == 0 || strcmp(status, "committed") == 0) {
+  res_row_t r;
+  if ((rc = reservation_state(s, a, id, &r))) goto out;
+  if (strcmp(r.status, "held") == 0 || strcmp(r.status, "committed") == 0) {
     if ((rc = give_back(s, a, id, now)) || (rc = set_status(s, id, "released", now))) goto out;
   }
   rc = reservation_doc(s, a, id, now, json);
