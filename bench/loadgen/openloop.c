@@ -62,7 +62,15 @@ typedef struct addr {
   struct sockaddr_storage sa;
   socklen_t sa_len;
   conn_t *idle; /* idle keep-alive connections, most recently used first */
+  int connecting; /* connections opening now, at most MAX_CONNECTING */
+  long *queue;    /* requests waiting for a connection (a ring) */
+  long qhead, qlen, qcap;
 } addr_t;
+
+/* New connections open at most this many at a time: a burst of a thousand connect()s
+ * overflows the server's listen backlog, and a dropped SYN costs a 1 s retransmission
+ * that would be the generator's doing, not the server's. */
+#define MAX_CONNECTING 64
 
 typedef struct result {
   int64_t sent_ns;  /* monotonic time the request was written (0: never) */
@@ -72,6 +80,7 @@ typedef struct result {
   const char *err;  /* static text, or NULL */
   char *body;       /* first max_body bytes of a non-2xx answer (malloc), or NULL */
   size_t body_len;
+  int retried;      /* sent again once after a stale keep-alive connection */
 } result_t;
 
 struct conn {
@@ -260,7 +269,7 @@ static void load_targets(const char *path) {
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
 static void write_cb(evutil_socket_t fd, short what, void *arg);
-static void issue(long i, int fresh_only);
+static void place(long i, int fresh_only);
 
 /* The main loop sleeps in ppoll on these (a new connection is usually ready microseconds
  * after connect(), long before the next request is due). */
@@ -286,6 +295,7 @@ static void unwait_write(conn_t *c) {
 
 static void conn_close(conn_t *c) {
   unwait_write(c);
+  if (c->connecting) addrs[c->addr].connecting--;
   event_free(c->rev);
   event_free(c->wev);
   close(c->fd);
@@ -348,12 +358,12 @@ static void finish(long i, int64_t end_ns, int code, const char *err, uint64_t b
  * had closed a reused keep-alive connection before answering, else an error. */
 static void conn_fail(conn_t *c, const char *err) {
   long i = c->req;
-  int retry = !c->fresh && c->len == 0 && i >= 0;
+  int retry = !c->fresh && c->len == 0 && i >= 0 && !results[i].retried;
   conn_close(c);
   if (i < 0) return;
   if (retry) {
-    inflight--;
-    issue(i, 1);
+    results[i].retried = 1;
+    place(i, 1);
   } else {
     finish(i, mono_ns(), 0, err, 0, NULL, 0);
   }
@@ -388,23 +398,35 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
       return;
     }
     c->connecting = 0;
+    addrs[c->addr].connecting--;
   }
   send_req(c);
 }
 
-/* Starts request i on an idle connection to its address, or on a new one. */
-static void issue(long i, int fresh_only) {
+/* Starts request i (already counted in flight) on an idle connection to its address, or
+ * on a new one, or queues it until one of those is free (the main loop's drain()). */
+static void place(long i, int fresh_only) {
   target_t *t = &targets[i % (long)ntargets];
   addr_t *a = &addrs[t->addr];
   conn_t *c = fresh_only ? NULL : a->idle;
   const char *err = NULL;
-  inflight++;
   if (c) {
     a->idle = c->next_idle;
+  } else if (a->connecting >= MAX_CONNECTING) {
+    if (a->qlen == a->qcap) { /* grow the ring, unrolled */
+      long ncap = a->qcap ? a->qcap * 2 : 1024, *q = xmalloc(sizeof *q * (size_t)ncap);
+      for (long k = 0; k < a->qlen; k++) q[k] = a->queue[(a->qhead + k) % a->qcap];
+      free(a->queue);
+      a->queue = q, a->qcap = ncap, a->qhead = 0;
+    }
+    a->queue[(a->qhead + a->qlen++) % a->qcap] = i;
+    return;
   } else if (!(c = conn_new(t->addr, &err))) {
     results[i].sent_ns = mono_ns();
     finish(i, results[i].sent_ns, 0, err, 0, NULL, 0);
     return;
+  } else if (c->connecting) {
+    a->connecting++;
   }
   c->req = i;
   c->wrote = 0;
@@ -417,6 +439,24 @@ static void issue(long i, int fresh_only) {
     wait_write(c);
   } else {
     send_req(c);
+  }
+}
+
+static void issue(long i) {
+  inflight++;
+  place(i, 0);
+}
+
+/* Queued requests to connections freed or opened since. */
+static void drain(void) {
+  for (int k = 0; k < naddrs; k++) {
+    addr_t *a = &addrs[k];
+    while (a->qlen && (a->idle || a->connecting < MAX_CONNECTING)) {
+      long i = a->queue[a->qhead];
+      a->qhead = (a->qhead + 1) % a->qcap;
+      a->qlen--;
+      place(i, 0);
+    }
   }
 }
 
@@ -649,7 +689,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* Sends every request that is due while slots are free. */
 static void pump(int64_t now) {
-  while (next_req < nreq && inflight < max_inflight && sched_ns(next_req) <= now) issue(next_req++, 0);
+  drain();
+  while (next_req < nreq && inflight < max_inflight && sched_ns(next_req) <= now) issue(next_req++);
 }
 
 /* TIMEOUT_S after the end of the schedule, requests still unsent are errors. */
