@@ -1,6 +1,5 @@
 /* main.c - the payment service: reads its configuration, checks its store and provider, and
  * serves until SIGTERM. */
-#include <malloc.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,11 +44,6 @@ static int ready(void *ctx, void *thread_ctx) {
 }
 
 int main(void) {
-  /* Freed memory stays with the process: by default glibc gives the top of a thread's heap
-   * back to the kernel when SQLite frees its per-transaction buffers (madvise) and faults
-   * it in again at the next transaction; that churn was ~8% of this service's CPU in the
-   * checkout benchmark (product service). */
-  mallopt(M_TRIM_THRESHOLD, 64 << 20);
   ps_config_t cfg;
   ps_service_init(&cfg, "payment");
 

@@ -2,7 +2,6 @@
  * when asked, filled with the demo catalog before the first request), one store connection
  * per event-loop thread, and the reservation sweeper on one of those loops. */
 #include <event2/event.h>
-#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,11 +95,6 @@ static int maybe_load_demo(const product_service_t *svc, int size) {
 }
 
 int main(void) {
-  /* Freed memory stays with the process: by default glibc gives the top of a thread's heap
-   * back to the kernel when SQLite frees its per-transaction buffers (madvise) and faults
-   * it in again at the next transaction; that churn was ~8% of this service's CPU in the
-   * checkout benchmark. */
-  mallopt(M_TRIM_THRESHOLD, 64 << 20);
   ps_config_t cfg;
   ps_service_init(&cfg, "product");
 
