@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -74,6 +75,21 @@ static void deadline_in(struct timespec *ts, long ms) {
   }
 }
 
+/* SQLite's own busy handler (sqlite3_busy_timeout) sleeps 1, 2, 5, 10, 15, 20, 25 ... ms
+ * between tries. The locks here are held by another thread's transaction (tens of
+ * microseconds) or by a checkpoint's last copy and sync (a millisecond or two), so a writer
+ * that met one slept many times longer than it waited: tail latency of every write route.
+ * This one tries again every 20 us for the first half millisecond, then every 100 us, and
+ * gives up (SQLITE_BUSY) after about max_ms. */
+static int busy_retry(void *max_ms, int tries) {
+  long limit = (long)(intptr_t)max_ms;
+  long waited_us = tries < 25 ? tries * 20L : 500L + (tries - 25) * 100L;
+  if (waited_us >= limit * 1000L) return 0;
+  struct timespec ts = {0, tries < 25 ? 20000L : 100000L};
+  nanosleep(&ts, NULL);
+  return 1;
+}
+
 static void *ckpt_main(void *arg) {
   ckpt_t *e = arg;
   sqlite3 *db = NULL;
@@ -82,7 +98,7 @@ static void *ckpt_main(void *arg) {
                  db ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_close_v2(db);
     db = NULL;
-  } else if (sqlite3_busy_timeout(db, 200),
+  } else if (sqlite3_busy_handler(db, busy_retry, (void *)(intptr_t)200),
              sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK) {
     /* (a connection only knows the file is in WAL mode once it has read it: until then a
      * checkpoint does nothing) */
@@ -209,7 +225,7 @@ int ps_sqlite_open(const char *path, const char *schema_sql, sqlite3 **out) {
     sqlite3_close_v2(db);
     return PS_ESTORE;
   }
-  sqlite3_busy_timeout(db, 5000);
+  sqlite3_busy_handler(db, busy_retry, (void *)(intptr_t)5000);
   char *err = NULL;
   /* mmap: pages of the database file are read in place instead of copied by pread (a
    * connection re-reads its pages whenever another one has written). The WAL is truncated

@@ -10,7 +10,8 @@
  * into url), or NULL when url is not a sqlite URL. */
 const char *ps_sqlite_url_path(const char *url);
 
-/* Opens path (creating it and its parent folder) in WAL mode with a 5 s busy timeout,
+/* Opens path (creating it and its parent folder) in WAL mode with a 5 s busy timeout
+ * (polling every 20-100 us, not SQLite's sleeps of milliseconds),
  * foreign keys on and the file memory-mapped for reads, then runs schema_sql (may be NULL).
  * Its WAL checkpoints run on a background thread shared by the process's connections to
  * that file (see sqlite.c), never inside a commit. The caller owns *out and closes it with
