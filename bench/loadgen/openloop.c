@@ -14,15 +14,26 @@
  * (no coordinated omission). The CSV timestamp is when the request was really written, so
  * the rate derived from the timestamps is the rate really sent.
  *
- * HTTP/1.1 keep-alive over a pool of connections that grows as needed, one request in flight
+ * HTTP/1.1 keep-alive over a pool of connections that grows as needed (at most 64 opening at
+ * once, so that a burst does not overflow the server's listen backlog), one request in flight
  * per connection (no pipelining), each request written with one send(). Answers are read with
  * Content-Length, chunked, or up to the close. A request without its whole answer TIMEOUT_S
- * (10) seconds after it was sent is an error ("timeout"); a request still unsent TIMEOUT_S
+ * (10) seconds after it was started is an error ("timeout"); a request still unsent TIMEOUT_S
  * seconds after the end of the schedule is an error too. A request that finds its reused
  * keep-alive connection closed by the server before any byte of answer is sent again once on
  * a new connection (the server may close an idle connection at any time).
  *
- * One thread, libevent with raw events on nonblocking sockets and a precise (timerfd) timer.
+ * One thread, libevent with raw events on nonblocking sockets. The CPU cost is mostly the
+ * kernel's (loopback TCP, context switches), so the loop wakes up once a request, not twice:
+ * it sleeps until the next request is due (clock_nanosleep; ppoll while connections are
+ * opening), reads the answers that came meanwhile, timed by the kernel's receive timestamps
+ * (SO_TIMESTAMPNS), and sends what is due; it waits for answers only when nothing is left to
+ * send or the in-flight cap is reached. What has no timestamp is seen late by up to one
+ * interval between requests: a connection closed under a request (its retry starts then),
+ * and the moment a slot or a connection is free again (a request held back by the in-flight
+ * cap or by the limit on opening connections may leave that much later than it could have,
+ * charged to its latency).
+ *
  * Exit status: 0 when every request has a row (errors included), 1 on bad usage or input. */
 #include <errno.h>
 #include <event2/event.h>
