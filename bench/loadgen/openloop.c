@@ -14,8 +14,8 @@
  * (no coordinated omission). The CSV timestamp is when the request was really written, so
  * the rate derived from the timestamps is the rate really sent.
  *
- * HTTP/1.1 keep-alive over a pool of connections that grows as needed (at most 64 opening at
- * once, so that a burst does not overflow the server's listen backlog), one request in flight
+ * HTTP/1.1 keep-alive over a pool of connections that grows as needed (at most 64 new ones
+ * at a time, so that a burst does not overflow the server's accept queue), one request in flight
  * per connection (no pipelining), each request written with one send(). Answers are read with
  * Content-Length, chunked, or up to the close. A request without its whole answer TIMEOUT_S
  * (10) seconds after it was started is an error ("timeout"); a request still unsent TIMEOUT_S
@@ -68,20 +68,24 @@ typedef struct target {
 
 typedef struct conn conn_t;
 
+/* At most this many new connections at a time, each counted until its first answer (then the
+ * server has surely accepted it) or for OPENING_NS (a slow server must not keep the pool from
+ * growing): a burst of hundreds of connect()s overflows the server's accept queue (libevent's
+ * evconnlistener_new with backlog -1 makes it 128), and a dropped SYN or handshake ACK costs
+ * a 1 s retransmission, the generator's doing, not the server's. */
+#define MAX_OPENING 64
+#define OPENING_NS (50 * 1000000LL)
+
 typedef struct addr {
   char *hostport;
   struct sockaddr_storage sa;
   socklen_t sa_len;
   conn_t *idle; /* idle keep-alive connections, most recently used first */
-  int connecting; /* connections opening now, at most MAX_CONNECTING */
+  conn_t *openc[MAX_OPENING]; /* new connections, until their first answer or OPENING_NS */
+  int opening;
   long *queue;    /* requests waiting for a connection (a ring) */
   long qhead, qlen, qcap;
 } addr_t;
-
-/* New connections open at most this many at a time: a burst of a thousand connect()s
- * overflows the server's listen backlog, and a dropped SYN costs a 1 s retransmission
- * that would be the generator's doing, not the server's. */
-#define MAX_CONNECTING 64
 
 typedef struct result {
   int64_t sent_ns;  /* monotonic time the request was written (0: never) */
@@ -101,7 +105,9 @@ struct conn {
   conn_t *next_idle;
   long req;        /* request in flight, -1 when idle */
   int fresh;       /* no answer read on it yet */
-  int connecting;
+  int connecting;  /* connect() in progress */
+  int oidx;        /* index in its address's openc, or -1 */
+  int64_t open_ns; /* when it was opened */
   size_t wrote;    /* bytes of the request written so far */
   char *buf;       /* the answer so far */
   size_t len, cap;
@@ -304,9 +310,27 @@ static void unwait_write(conn_t *c) {
   c->widx = -1;
 }
 
+/* c no longer counts as a new connection. */
+static void opened(conn_t *c) {
+  if (c->oidx < 0) return;
+  addr_t *a = &addrs[c->addr];
+  a->openc[c->oidx] = a->openc[--a->opening];
+  a->openc[c->oidx]->oidx = c->oidx;
+  c->oidx = -1;
+}
+
+/* Whether a may open a connection now. */
+static int may_open(addr_t *a) {
+  if (a->opening < MAX_OPENING) return 1;
+  int64_t now = mono_ns();
+  for (int k = a->opening - 1; k >= 0; k--)
+    if (!a->openc[k]->connecting && now - a->openc[k]->open_ns > OPENING_NS) opened(a->openc[k]);
+  return a->opening < MAX_OPENING;
+}
+
 static void conn_close(conn_t *c) {
   unwait_write(c);
-  if (c->connecting) addrs[c->addr].connecting--;
+  opened(c);
   event_free(c->rev);
   event_free(c->wev);
   close(c->fd);
@@ -339,6 +363,7 @@ static conn_t *conn_new(int ai, const char **err) {
   c->addr = ai;
   c->req = -1;
   c->widx = -1;
+  c->oidx = -1;
   c->fresh = 1;
   c->connecting = connecting;
   c->cap = 4096;
@@ -409,7 +434,6 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
       return;
     }
     c->connecting = 0;
-    addrs[c->addr].connecting--;
   }
   send_req(c);
 }
@@ -423,7 +447,7 @@ static void place(long i, int fresh_only) {
   const char *err = NULL;
   if (c) {
     a->idle = c->next_idle;
-  } else if (a->connecting >= MAX_CONNECTING) {
+  } else if (!may_open(a)) {
     if (a->qlen == a->qcap) { /* grow the ring, unrolled */
       long ncap = a->qcap ? a->qcap * 2 : 1024, *q = xmalloc(sizeof *q * (size_t)ncap);
       for (long k = 0; k < a->qlen; k++) q[k] = a->queue[(a->qhead + k) % a->qcap];
@@ -436,8 +460,10 @@ static void place(long i, int fresh_only) {
     results[i].sent_ns = mono_ns();
     finish(i, results[i].sent_ns, 0, err, 0, NULL, 0);
     return;
-  } else if (c->connecting) {
-    a->connecting++;
+  } else {
+    c->oidx = a->opening;
+    c->open_ns = mono_ns();
+    a->openc[a->opening++] = c;
   }
   c->req = i;
   c->wrote = 0;
@@ -462,7 +488,7 @@ static void issue(long i) {
 static void drain(void) {
   for (int k = 0; k < naddrs; k++) {
     addr_t *a = &addrs[k];
-    while (a->qlen && (a->idle || a->connecting < MAX_CONNECTING)) {
+    while (a->qlen && (a->idle || may_open(a))) {
       long i = a->queue[a->qhead];
       a->qhead = (a->qhead + 1) % a->qcap;
       a->qlen--;
@@ -551,6 +577,7 @@ static int dechunk(conn_t *c, uint64_t *total) {
 static void answer_done(conn_t *c, uint64_t bytes_in, const char *body, size_t body_len) {
   long i = c->req;
   finish(i, c->rx_ns, c->code, NULL, bytes_in, body, body_len);
+  opened(c);
   c->req = -1;
   c->fresh = 0;
   if (c->close_after) {
