@@ -28,14 +28,16 @@
 # wrk is closed-loop: a stalled server slows the client down and the stall hides. Latency
 # targets are measured open-loop instead, with a load generator sending on schedule whatever
 # the server does. By default that is bench/loadgen/openloop.c, built with cc into the run's
-# folder: one thread on libevent, a few µs of CPU per request, latency counted from each
+# folder: one thread on libevent, one wake-up per request, latency counted from each
 # request's scheduled time (a request the in-flight cap holds back is late against the
-# server: no coordinated omission). BENCH_LOADGEN=vegeta uses vegeta instead (150-350 µs of
-# CPU per request on this machine, taken from the services measured; latency from the actual
-# send), installed with `go install` into ${POLYSHOP_CACHE:-~/.cache/polyshop}/bin once. Both
-# read the same vegeta JSON targets and give vegeta's CSV results. openloop_report (listed in
-# BENCH_REPORTS) appends the open-loop table, the notes and the verdicts to bench/RESULTS.md;
-# bench/scenarios/openloop.py does the arithmetic and writes the targets files.
+# server: no coordinated omission). On this 2-core machine it spends 20-50 µs of CPU per
+# product GET and 45-90 µs per checkout, mostly the kernel's loopback TCP; vegeta spends
+# 50-350 and 230-590 µs, CPU the services measured do not get. BENCH_LOADGEN=vegeta uses
+# vegeta (latency from the actual send), installed with `go install` into
+# ${POLYSHOP_CACHE:-~/.cache/polyshop}/bin once. Both read the same vegeta JSON targets and
+# give vegeta's CSV results. openloop_report (listed in BENCH_REPORTS) appends the open-loop
+# table, the notes and the verdicts to bench/RESULTS.md; bench/scenarios/openloop.py does
+# the arithmetic and writes the targets files.
 
 LOADGEN=${BENCH_LOADGEN:-openloop}
 case $LOADGEN in
