@@ -346,8 +346,9 @@ static int loop_init(loop_t *loop, ps_server_t *s) {
   loop->scratch = evbuffer_new();
   if (!loop->base || !loop->scratch) return PS_ENOMEM;
   /* No LEV_OPT_CLOSE_ON_FREE: every loop listens on the same socket, which the server
-   * closes once. */
-  loop->listener = evconnlistener_new(loop->base, accept_cb, loop, LEV_OPT_REUSEABLE, -1, s->fd);
+   * closes once. Backlog 0: the socket already listens (1024 deep, or whatever a passed-in
+   * socket has); -1 would make libevent call listen(fd, 128) again and shrink the queue. */
+  loop->listener = evconnlistener_new(loop->base, accept_cb, loop, LEV_OPT_REUSEABLE, 0, s->fd);
   if (!loop->listener) return PS_EIO;
   loop->drain_ev = event_new(loop->base, -1, 0, drain_cb, loop);
   loop->tick_ev = event_new(loop->base, -1, EV_PERSIST, tick_cb, loop);

@@ -89,7 +89,7 @@ static int loop_init(loop_t *loop) {
   if (!loop->http) return -1;
   evhttp_set_gencb(loop->http, request_cb, loop);
   struct evconnlistener *l =
-      evconnlistener_new(loop->base, NULL, NULL, LEV_OPT_REUSEABLE, -1, listen_fd);
+      evconnlistener_new(loop->base, NULL, NULL, LEV_OPT_REUSEABLE, 0, listen_fd);
   if (!l || !evhttp_bind_listener(loop->http, l)) return -1;
   return 0;
 }

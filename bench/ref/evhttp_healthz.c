@@ -36,7 +36,7 @@ static void *loop_main(void *arg) {
   int fd = *(int *)arg;
   struct event_base *base = event_base_new();
   struct evhttp *http = evhttp_new(base);
-  struct evconnlistener *l = evconnlistener_new(base, NULL, NULL, LEV_OPT_REUSEABLE, -1, fd);
+  struct evconnlistener *l = evconnlistener_new(base, NULL, NULL, LEV_OPT_REUSEABLE, 0, fd);
   if (!base || !http || !l || !evhttp_bind_listener(http, l)) {
     fprintf(stderr, "evhttp_healthz: cannot start a loop\n");
     exit(1);
