@@ -120,8 +120,10 @@ void ps_reply_header(ps_req_t *req, const char *name, const char *value) {
   ps__header_t *h = ps_arena_alloc(&req->arena, sizeof(*h));
   h->name = ps_arena_strdup(&req->arena, name);
   h->value = ps_arena_strdup(&req->arena, value);
-  h->next = req->out_headers_;
-  req->out_headers_ = h;
+  h->next = NULL;
+  ps__header_t **tail = &req->out_headers_; /* sent in the order they were set */
+  while (*tail) tail = &(*tail)->next;
+  *tail = h;
 }
 
 /* Sends the scratch buffer of the request's loop as the body. */

@@ -115,20 +115,73 @@ static void flush(ps__conn_t *c) {
     start_linger(c);
 }
 
+/* A small buffer for an answer's head: pieces are copied in, and whatever does not fit (a
+ * long header value) goes to the output directly, in order. */
+typedef struct {
+  char buf[512];
+  size_t len;
+  struct evbuffer *spill; /* set once a piece did not fit: the rest goes there */
+} head_t;
+
+static void head_flush(head_t *h, struct evbuffer *out) {
+  if (h->len) evbuffer_add(out, h->buf, h->len);
+  h->len = 0;
+}
+
+static void head_add_n(head_t *h, const char *s, size_t n) {
+  if (h->len + n <= sizeof(h->buf)) {
+    memcpy(h->buf + h->len, s, n);
+    h->len += n;
+  } else {
+    head_flush(h, h->spill);
+    evbuffer_add(h->spill, s, n);
+  }
+}
+
+static void head_add(head_t *h, const char *s) { head_add_n(h, s, strlen(s)); }
+
+static void head_add_uint(head_t *h, unsigned long long v) {
+  char digits[24];
+  size_t i = sizeof(digits);
+  do {
+    digits[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  head_add_n(h, digits + i, sizeof(digits) - i);
+}
+
 void ps__conn_write_answer(ps_req_t *req, int status, const char *content_type,
                            struct evbuffer *body) {
   ps__conn_t *c = req->conn_;
   struct evbuffer *out = bufferevent_get_output(c->bev);
   size_t len = evbuffer_get_length(body);
   if (!req->keep_alive_) c->closing = 1;
-  evbuffer_add_printf(out,
-                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\nX-Request-Id: %s\r\n",
-                      status, reason_phrase(status), http_date(c->loop), len, req->request_id);
-  if (content_type) evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
-  for (ps__header_t *h = req->out_headers_; h; h = h->next)
-    evbuffer_add_printf(out, "%s: %s\r\n", h->name, h->value);
-  evbuffer_add(out, c->closing ? "Connection: close\r\n\r\n" : "\r\n",
-               c->closing ? 21 : 2);
+  /* The head is assembled with copies, not printf: formatting was 3% of a /healthz answer. */
+  head_t h = {.len = 0, .spill = out};
+  head_add(&h, "HTTP/1.1 ");
+  head_add_uint(&h, (unsigned long long)status);
+  head_add(&h, " ");
+  head_add(&h, reason_phrase(status));
+  head_add(&h, "\r\nDate: ");
+  head_add(&h, http_date(c->loop));
+  head_add(&h, "\r\nContent-Length: ");
+  head_add_uint(&h, (unsigned long long)len);
+  head_add(&h, "\r\nX-Request-Id: ");
+  head_add(&h, req->request_id);
+  head_add(&h, "\r\n");
+  if (content_type) {
+    head_add(&h, "Content-Type: ");
+    head_add(&h, content_type);
+    head_add(&h, "\r\n");
+  }
+  for (ps__header_t *x = req->out_headers_; x; x = x->next) {
+    head_add(&h, x->name);
+    head_add(&h, ": ");
+    head_add(&h, x->value);
+    head_add(&h, "\r\n");
+  }
+  head_add(&h, c->closing ? "Connection: close\r\n\r\n" : "\r\n");
+  head_flush(&h, out);
   if (req->head_only_)
     evbuffer_drain(body, len);
   else

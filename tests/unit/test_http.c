@@ -47,14 +47,28 @@ static void handle_param(ps_req_t *req) {
 
 static void handle_silent(ps_req_t *req) { (void)req; /* forgets to answer: a bug */ }
 
+/* Headers longer than the writer's head buffer, between short ones: they must all arrive,
+ * whole and in order. */
+static void handle_long_headers(ps_req_t *req) {
+  char *big = ps_arena_alloc(&req->arena, 1201);
+  memset(big, 'b', 1200);
+  ps_reply_header(req, "X-First", "1");
+  ps_reply_header(req, "X-Big", big);
+  ps_reply_header(req, "X-Middle", "2");
+  ps_reply_header(req, "X-Big-Too", big);
+  ps_reply_header(req, "X-Last", "3");
+  ps_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
 static const ps_route_t routes[] = {
     {"POST", "/echo", handle_echo},
     {"GET", "/things/{id}", handle_param},
     {"GET", "/silent", handle_silent},
+    {"GET", "/long-headers", handle_long_headers},
 };
 
 static void *run_server(void *arg) {
-  static ps_service_t svc = {.name = "test", .routes = routes, .nroutes = 3};
+  static ps_service_t svc = {.name = "test", .routes = routes, .nroutes = 4};
   ps_server_config_t cfg = {.host = "127.0.0.1", .port = 0, .threads = 2, .body_limit = 4096,
                             .drain_seconds = 5, .fd = -1, .install_signals = 0};
   *(int *)arg = ps_server_run(&svc, &cfg);
@@ -223,6 +237,26 @@ static void test_wire_pipelining_and_close(void **state) {
   assert_non_null(strstr(buf, "Connection: close\r\n"));
 }
 
+static void test_wire_long_headers_whole_and_in_order(void **state) {
+  static char buf[16384];
+  int fd = raw_connect();
+  raw_send(fd, "GET /long-headers HTTP/1.1\r\nConnection: close\r\n\r\n");
+  raw_read_all(fd, buf, sizeof(buf));
+  close(fd);
+  char big[1201];
+  memset(big, 'b', 1200);
+  big[1200] = '\0';
+  char *first = strstr(buf, "\r\nX-First: 1\r\nX-Big: "), *mid = strstr(buf, "\r\nX-Middle: 2\r\nX-Big-Too: ");
+  char *last = strstr(buf, "\r\nX-Last: 3\r\nConnection: close\r\n\r\n{\"status\":\"ok\"}");
+  if (!(first && mid && last && first < mid && mid < last)) fail_msg("got: %.300s", buf);
+  assert_memory_equal(first + 21, big, 1200);
+  assert_memory_equal(mid + 26, big, 1200);
+  assert_int_equal(first[21 + 1200], '\r');
+  assert_int_equal(mid[26 + 1200], '\r');
+  assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\nDate: "));
+  assert_non_null(strstr(buf, "\r\nContent-Length: 15\r\nX-Request-Id: "));
+}
+
 static void test_wire_http10_closes(void **state) {
   static char buf[8192];
   int fd = raw_connect();
@@ -297,6 +331,7 @@ int main(void) {
       cmocka_unit_test(test_good_body), cmocka_unit_test(test_bad_bodies),
       cmocka_unit_test(test_body_limit), cmocka_unit_test(test_routing),
       cmocka_unit_test(test_probes_and_ids), cmocka_unit_test(test_wire_pipelining_and_close),
+      cmocka_unit_test(test_wire_long_headers_whole_and_in_order),
       cmocka_unit_test(test_wire_http10_closes), cmocka_unit_test(test_wire_head_has_no_body),
       cmocka_unit_test(test_wire_bad_requests), cmocka_unit_test(test_wire_expect_continue)};
   return cmocka_run_group_tests(tests, setup, teardown);
