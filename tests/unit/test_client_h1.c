@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loopback.h"
 #include "polyshop/client.h"
 #include "polyshop/error.h"
 
@@ -243,13 +244,7 @@ static void *server_main(void *arg) {
 }
 
 static int server_start(void **state) {
-  srv.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t sl = sizeof(sa);
-  if (bind(srv.listen_fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(srv.listen_fd, 64) ||
-      getsockname(srv.listen_fd, (struct sockaddr *)&sa, &sl) || pipe(srv.wake))
-    return -1;
-  srv.port = ntohs(sa.sin_port);
+  if ((srv.listen_fd = test_loopback_listen(64, &srv.port)) < 0 || pipe(srv.wake)) return -1;
   return pthread_create(&srv.thread, NULL, server_main, NULL);
 }
 
