@@ -1,5 +1,5 @@
 /* loopback.h - for unit tests that run a raw server in a thread: a listening socket on
- * 127.0.0.1 with a port the kernel picks. */
+ * 127.0.0.1 with a port the kernel picks, and a port where nothing listens. */
 #ifndef POLYSHOP_TEST_LOOPBACK_H
 #define POLYSHOP_TEST_LOOPBACK_H
 #include <arpa/inet.h>
@@ -19,5 +19,12 @@ static inline int test_loopback_listen(int backlog, int *port) {
   }
   *port = ntohs(sa.sin_port);
   return fd;
+}
+
+/* A loopback port nothing listens on (bound, then closed): calls to it are refused. */
+static inline int test_loopback_closed_port(void) {
+  int port = 0, fd = test_loopback_listen(1, &port);
+  if (fd >= 0) close(fd);
+  return port;
 }
 #endif

@@ -245,16 +245,6 @@ static char *url(ps_arena_t *a, const char *path) {
 }
 
 /* A port nothing listens on: bound then closed, so it was free a moment ago. */
-static int closed_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t sl = sizeof(sa);
-  bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-  getsockname(fd, (struct sockaddr *)&sa, &sl);
-  close(fd);
-  return ntohs(sa.sin_port);
-}
-
 static ps_client_t *client_with(int retries, int breaker_failures, long breaker_open_ms) {
   ps_client_opts_t o;
   ps_client_opts_default(&o);
@@ -470,7 +460,7 @@ static void test_refused(void **state) {
   ps_arena_init(&a);
   ps_client_t *c = client_with(2, 100, 5000);
   ps_call_t call = {.method = "GET",
-                    .url = ps_arena_sprintf(&a, "http://127.0.0.1:%d/x", closed_port())};
+                    .url = ps_arena_sprintf(&a, "http://127.0.0.1:%d/x", test_loopback_closed_port())};
   ps_response_t r;
   int64_t t0 = now_ms();
   assert_int_equal(ps_client_call(c, &a, &call, &r), PS_EUNAVAIL);
@@ -536,7 +526,7 @@ static void test_breaker_per_origin(void **state) {
   ps_arena_init(&a);
   ps_client_t *c = client_with(0, 2, 5000);
   ps_call_t dead = {.method = "GET",
-                    .url = ps_arena_sprintf(&a, "http://127.0.0.1:%d/x", closed_port())};
+                    .url = ps_arena_sprintf(&a, "http://127.0.0.1:%d/x", test_loopback_closed_port())};
   ps_call_t ok = {.method = "GET", .url = url(&a, "/ok")};
   ps_response_t r;
   assert_int_equal(ps_client_call(c, &a, &dead, &r), PS_EUNAVAIL);

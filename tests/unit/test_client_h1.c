@@ -276,16 +276,6 @@ static char *url(ps_arena_t *a, const char *path) {
   return ps_arena_sprintf(a, "http://127.0.0.1:%d%s", srv.port, path);
 }
 
-static int closed_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t sl = sizeof(sa);
-  bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-  getsockname(fd, (struct sockaddr *)&sa, &sl);
-  close(fd);
-  return ntohs(sa.sin_port);
-}
-
 /* A client without retries, so every transport failure shows. */
 static ps_client_t *client_new(void) {
   ps_client_opts_t o;
@@ -527,7 +517,7 @@ static void test_refused(void **state) {
   ps_client_t *c = client_new();
   ps_response_t r;
   ps_call_t call = {.method = "GET",
-                    .url = ps_arena_sprintf(&a, "http://127.0.0.1:%d/x", closed_port())};
+                    .url = ps_arena_sprintf(&a, "http://127.0.0.1:%d/x", test_loopback_closed_port())};
   int64_t t0 = now_ms();
   assert_int_equal(ps_client_call(c, &a, &call, &r), PS_EUNAVAIL);
   assert_true(now_ms() - t0 < 300);
