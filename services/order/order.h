@@ -198,7 +198,6 @@ json_t *order_json(const order_t *o);
 void order_event(ps_arena_t *a, order_change_t *c, const char *type, const order_t *o,
                  const char *from_status, const char *to_status);
 
-char *order_new_uuid(ps_arena_t *a);
 char *order_sha256_hex(ps_arena_t *a, const void *data, size_t len);
 int64_t order_now(void);
 

@@ -11,6 +11,7 @@
 #include "polyshop/log.h"
 #include "polyshop/metrics.h"
 #include "polyshop/problem.h"
+#include "polyshop/uuid.h"
 
 #define SVC(req) ((order_service_t *)(req)->service_ctx)
 #define THREAD(req) ((order_thread_t *)(req)->thread_ctx)
@@ -562,7 +563,7 @@ static void handle_create(ps_req_t *req) {
   }
   if (user_exists_or_reply(req) || price_or_reply(req, in, n, &o)) return;
 
-  o.id = order_new_uuid(a);
+  o.id = ps_uuid_v7(a);
   o.user_id = req->claims.sub;
   o.status = "new";
   o.payment_status = "pending";

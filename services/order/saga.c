@@ -18,26 +18,9 @@
 #include "polyshop/log.h"
 #include "polyshop/metrics.h"
 #include "polyshop/timestamp.h"
+#include "polyshop/uuid.h"
 
 int64_t order_now(void) { return (int64_t)time(NULL); }
-
-/* UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits. Time-ordered
- * ids land next to each other in every index keyed by them (orders, items, outbox), so a
- * checkout dirties a few hot B-tree pages instead of a random leaf per index; and they still
- * cannot be guessed. */
-char *order_new_uuid(ps_arena_t *a) {
-  unsigned char b[16];
-  randombytes_buf(b, sizeof(b));
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-  for (int i = 0; i < 6; i++) b[i] = (unsigned char)(ms >> (40 - 8 * i));
-  b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
-  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-  return ps_arena_sprintf(a, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                          b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-                          b[11], b[12], b[13], b[14], b[15]);
-}
 
 char *order_sha256_hex(ps_arena_t *a, const void *data, size_t len) {
   unsigned char h[crypto_hash_sha256_BYTES];
@@ -264,7 +247,7 @@ void order_event(ps_arena_t *a, order_change_t *c, const char *type, const order
                                            o->items[i].variant, "quantity",
                                            (json_int_t)o->items[i].quantity, "unit_price",
                                            (json_int_t)o->items[i].unit_price));
-  const char *id = order_new_uuid(a);
+  const char *id = ps_uuid_v7(a);
   json_t *p = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:I, s:s, s:o, s:I}", "id", id, "type",
                         type, "order_id", o->id, "user_id", o->user_id, "status", to_status,
                         "from_status", from_status, "total", (json_int_t)o->total, "currency",

@@ -18,6 +18,7 @@
 #include "polyshop/metrics.h"
 #include "polyshop/money.h"
 #include "polyshop/problem.h"
+#include "polyshop/uuid.h"
 
 #define SVC(req) ((payment_service_t *)(req)->service_ctx)
 #define THR(req) ((payment_thread_t *)(req)->thread_ctx)
@@ -66,23 +67,6 @@ static char *iso_time(ps_arena_t *a, int64_t t) {
   char *s = ps_arena_alloc(a, 24);
   strftime(s, 24, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return s;
-}
-
-/* A random version-4 UUID. */
-static char *new_uuid(ps_arena_t *a) {
-  unsigned char b[16];
-  randombytes_buf(b, sizeof(b));
-  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-  static const char hex[] = "0123456789abcdef";
-  char *out = ps_arena_alloc(a, 37), *o = out;
-  for (int i = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
-    *o++ = hex[b[i] >> 4];
-    *o++ = hex[b[i] & 15];
-  }
-  *o = '\0';
-  return out;
 }
 
 static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
@@ -329,7 +313,7 @@ static void charge(ps_req_t *req, int internal) {
   if (ps_idempotency_key_or_reply(req, 1, &key)) return;
   if (!internal) p.user_id = req->claims.sub;
   if (charge_body_or_reply(req, internal, &p, &card, &token)) return;
-  p.id = new_uuid(&req->arena);
+  p.id = ps_uuid_v4(&req->arena);
   if (card) {
     p.card_brand = provider_card_brand(card);
     p.card_last4 = card + strlen(card) - 4;
@@ -581,7 +565,7 @@ static void handle_refund(ps_req_t *req) {
   for (;;) {
     unsigned long long t0 = ps_now_ns();
     rc = ledger_refund_reserve(st, &req->arena, payment_id, present ? amount : 0,
-                               new_uuid(&req->arena), reason, key, hash, now_s(),
+                               ps_uuid_v4(&req->arena), reason, key, hash, now_s(),
                                svc->claim_stale_after, &outcome, &idem, &pay, &refund, &why);
     took(req, M_REFUND_RESERVE, t0);
     if (rc || outcome != CLAIM_BUSY || waited >= svc->busy_wait_ms) break;

@@ -7,6 +7,7 @@
 
 #include "polyshop/error.h"
 #include "polyshop/json.h"
+#include "polyshop/uuid.h"
 #include "product.h"
 #include "store.h"
 
@@ -260,7 +261,7 @@ int product_demo_load(product_store_t *s, int n, uint32_t seed) {
         case 1: make_clothing(&a, &r, i + k, &batch[k]); break;
         default: make_food(&a, &r, i + k, &batch[k]); break;
       }
-      ids[k] = product_new_id(&a);
+      ids[k] = ps_uuid_v4(&a);
     }
     rc = s->ops->product_create_many(s, &a, ids, batch, (size_t)k, 0);
     ps_arena_reset(&a);

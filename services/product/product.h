@@ -161,7 +161,5 @@ void product_sweep(product_store_t *s);
  * deterministic for a given seed. Returns 0 or a PS_E* code. */
 int product_demo_load(product_store_t *s, int n, uint32_t seed);
 
-/* A new random id (UUID v4 text) in the arena. */
-char *product_new_id(ps_arena_t *a);
 
 #endif

@@ -13,6 +13,7 @@
 #include "polyshop/json.h"
 #include "polyshop/log.h"
 #include "polyshop/problem.h"
+#include "polyshop/uuid.h"
 #include "product.h"
 #include "store.h"
 
@@ -21,22 +22,6 @@ static product_store_t *store_of(ps_req_t *req) {
 }
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
-
-char *product_new_id(ps_arena_t *a) {
-  unsigned char b[16];
-  randombytes_buf(b, sizeof(b));
-  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-  static const char hex[] = "0123456789abcdef";
-  char *out = ps_arena_alloc(a, 37), *o = out;
-  for (int i = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
-    *o++ = hex[b[i] >> 4];
-    *o++ = hex[b[i] & 15];
-  }
-  *o = '\0';
-  return out;
-}
 
 static void reply_doc(ps_req_t *req, int status, const char *json) {
   ps_reply_raw(req, status, "application/json", json, strlen(json));
@@ -292,7 +277,7 @@ static void handle_create(ps_req_t *req) {
   if (ps_auth_admin_or_reply(req)) return;
   product_in_t in;
   if (product_in_or_reply(req, 0, &in)) return;
-  const char *id = product_new_id(&req->arena);
+  const char *id = ps_uuid_v4(&req->arena);
   char *doc;
   product_store_t *s = store_of(req);
   int rc = s->ops->product_create(s, &req->arena, id, &in, now_s(), &doc);
@@ -460,7 +445,7 @@ static void handle_reserve(ps_req_t *req) {
   reservation_item_t *its = ps_arena_alloc(&req->arena, n * sizeof(*its));
   for (size_t i = 0; i < n; i++)
     if (item_or_reply(req, json_array_get(items, i), i, &its[i])) return;
-  if (!rid) rid = product_new_id(&req->arena);
+  if (!rid) rid = ps_uuid_v4(&req->arena);
   char *doc;
   int existing;
   reservation_fail_t fail;

@@ -7,6 +7,7 @@
 
 #include "polyshop/error.h"
 #include "polyshop/json.h"
+#include "polyshop/uuid.h"
 #include "polyshop/log.h"
 #include "polyshop/problem.h"
 #include "polyshop/timestamp.h"
@@ -22,17 +23,6 @@ enum { PROFILE_MAX_KEYS = 50, PROFILE_MAX_VALUE = 1000, PROFILE_MAX_BYTES = 1638
 /* --- small helpers ---------------------------------------------------------------------- */
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
-
-/* A random version-4 UUID. */
-static char *new_uuid(ps_arena_t *a) {
-  unsigned char b[16];
-  randombytes_buf(b, sizeof(b));
-  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-  return ps_arena_sprintf(a, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                          b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-                          b[11], b[12], b[13], b[14], b[15]);
-}
 
 /* Tokens are stored by SHA-256: a stolen database holds nothing that signs anyone in. */
 static char *sha256_hex(ps_arena_t *a, const char *s) {
@@ -126,7 +116,7 @@ static json_t *issue_tokens(ps_req_t *req, const user_t *u, const char *family) 
   int64_t now = now_s();
   if (ps_jwt_sign(&svc->keys, &req->arena, u->id, u->email, role, now, &access)) return NULL;
   char *refresh = random_token(&req->arena);
-  if (!family) family = new_uuid(&req->arena);
+  if (!family) family = ps_uuid_v4(&req->arena);
   if (SESSIONS(req)->ops->refresh_add(SESSIONS(req), sha256_hex(&req->arena, refresh), family, u->id,
                                    now + svc->refresh_ttl))
     return NULL;
@@ -218,7 +208,7 @@ static void handle_register(ps_req_t *req) {
     }
     if (profile_patch_or_reply(req, profile, patch)) return;
   }
-  user_t u = {.id = new_uuid(&req->arena), .email = email, .role = "customer",
+  user_t u = {.id = ps_uuid_v4(&req->arena), .email = email, .role = "customer",
               .name = name ? name : "", .profile = ps_json_dump(&req->arena, profile),
               .settings = "{}", .created_at = now_s()};
   u.updated_at = u.created_at;

@@ -12,6 +12,7 @@
 #include "polyshop/error.h"
 #include "polyshop/metrics.h"
 #include "polyshop/problem.h"
+#include "polyshop/uuid.h"
 
 static int cleaned;
 static void count_cleanup(void *p) { cleaned += *(int *)p; }
@@ -122,9 +123,39 @@ static void test_metrics_render(void **state) {
   ps_metrics_cleanup();
 }
 
+/* Canonical text, the version and variant bits, no repeats; v7 ids sort by creation. */
+static void test_uuids(void **state) {
+  (void)state;
+  ps_arena_t a;
+  ps_arena_init(&a);
+  char *prev = NULL;
+  for (int i = 0; i < 200; i++) {
+    char *v4 = ps_uuid_v4(&a), *v7 = ps_uuid_v7(&a);
+    for (int k = 0; k < 2; k++) {
+      const char *u = k ? v7 : v4;
+      assert_int_equal(strlen(u), 36);
+      for (int j = 0; j < 36; j++) {
+        if (j == 8 || j == 13 || j == 18 || j == 23)
+          assert_int_equal(u[j], '-');
+        else
+          assert_non_null(strchr("0123456789abcdef", u[j]));
+      }
+      assert_int_equal(u[14], k ? '7' : '4');
+      assert_non_null(strchr("89ab", u[19]));
+    }
+    assert_string_not_equal(v4, v7);
+    if (prev) {
+      assert_string_not_equal(prev, v7);
+      assert_true(strncmp(prev, v7, 13) <= 0); /* the millisecond prefix never goes back */
+    }
+    prev = v7;
+  }
+  ps_arena_reset(&a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_arena), cmocka_unit_test(test_errors), cmocka_unit_test(test_config),
-      cmocka_unit_test(test_problem_table), cmocka_unit_test(test_metrics_render)};
+      cmocka_unit_test(test_problem_table), cmocka_unit_test(test_metrics_render), cmocka_unit_test(test_uuids)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 
 #include "polyshop/error.h"
 #include "polyshop/json.h"
+#include "polyshop/uuid.h"
 #include "product.h"
 #include "store.h"
 
@@ -77,7 +78,7 @@ static const char *make(fx_t *f, const char *sku, int64_t stock) {
               PF_STOCK;
   in.sku = sku, in.name = "Test", in.kind = "other", in.brand = "Acme", in.category = "snacks";
   in.price = 100, in.currency = "USD", in.stock = stock;
-  const char *id = product_new_id(&f->a);
+  const char *id = ps_uuid_v4(&f->a);
   char *doc;
   assert_int_equal(f->s->ops->product_create(f->s, &f->a, id, &in, 1000, &doc), 0);
   return id;
