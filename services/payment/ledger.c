@@ -22,53 +22,6 @@ static void hex_of(const unsigned char *h, size_t n, char *out) {
   out[2 * n] = '\0';
 }
 
-/* --- compact JSON text ------------------------------------------------------------------- */
-
-int ledger_plain(const char *s) {
-  if (!s) return 0;
-  for (; *s; s++)
-    if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e || *s == '"' || *s == '\\')
-      return 0;
-  return 1;
-}
-
-void ledger_text_init(ledger_text_t *t, ps_arena_t *a, size_t cap) {
-  t->buf = ps_arena_alloc(a, cap);
-  t->buf[0] = '\0';
-  t->len = 0;
-  t->cap = cap;
-  t->ok = 1;
-}
-
-static void text_add(ledger_text_t *t, const char *s, size_t n) {
-  if (!t->ok) return;
-  if (t->len + n + 1 > t->cap) {
-    t->ok = 0; /* the caller's estimate was short: jansson then */
-    return;
-  }
-  memcpy(t->buf + t->len, s, n);
-  t->len += n;
-  t->buf[t->len] = '\0';
-}
-
-void ledger_text_raw(ledger_text_t *t, const char *s) { text_add(t, s, strlen(s)); }
-
-void ledger_text_str(ledger_text_t *t, const char *s) {
-  if (!ledger_plain(s)) {
-    t->ok = 0;
-    return;
-  }
-  text_add(t, "\"", 1);
-  text_add(t, s, strlen(s));
-  text_add(t, "\"", 1);
-}
-
-void ledger_text_int(ledger_text_t *t, int64_t v) {
-  char num[24];
-  int n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, (json_int_t)v);
-  text_add(t, num, (size_t)n);
-}
-
 /* --- audit log --------------------------------------------------------------------------- */
 
 static char *canonical_malloc(const audit_t *e) {
@@ -87,23 +40,7 @@ char *ledger_audit_canonical(ps_arena_t *a, const audit_t *e) {
 }
 
 void ledger_audit_hash(const char *prev_hash, const audit_t *e, char out[65]) {
-  /* The canonical text without jansson when every string is plain (the usual case: ids,
-   * provider references and currency codes): the same bytes (see ledger_text_t). */
-  char fast[512];
-  const char *ref = e->ref ? e->ref : "";
-  char *text = NULL;
-  int n = -1;
-  if (ledger_plain(e->kind) && ledger_plain(e->payment_id) && ledger_plain(ref) &&
-      ledger_plain(e->currency))
-    n = snprintf(fast, sizeof(fast),
-                 "[%" JSON_INTEGER_FORMAT ",%" JSON_INTEGER_FORMAT ",\"%s\",\"%s\",\"%s\","
-                 "%" JSON_INTEGER_FORMAT ",\"%s\"]",
-                 (json_int_t)e->seq, (json_int_t)e->at, e->kind, e->payment_id, ref,
-                 (json_int_t)e->amount, e->currency);
-  if (n < 0 || (size_t)n >= sizeof(fast))
-    text = canonical_malloc(e);
-  else
-    text = strdup(fast);
+  char *text = canonical_malloc(e);
   crypto_hash_sha256_state st;
   unsigned char h[crypto_hash_sha256_BYTES];
   crypto_hash_sha256_init(&st);
@@ -173,73 +110,8 @@ int ledger_audit_verify(payment_store_t *s, ps_arena_t *a, audit_verify_t *out,
 
 /* --- idempotency ------------------------------------------------------------------------- */
 
-static int key_cmp(const void *x, const void *y) {
-  return strcmp(*(const char *const *)x, *(const char *const *)y);
-}
-
-/* v as json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) writes it, for objects, arrays, plain
- * strings, integers, true, false and null; anything else clears t->ok. */
-static void sorted_text(ledger_text_t *t, const json_t *v, int depth) {
-  if (!t->ok) return;
-  if (depth > 8) {
-    t->ok = 0;
-    return;
-  }
-  switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-      size_t n = json_object_size(v), i = 0;
-      const char *keys[32];
-      if (n > 32) {
-        t->ok = 0;
-        return;
-      }
-      const char *k;
-      size_t klen;
-      json_t *x;
-      json_object_keylen_foreach((json_t *)v, k, klen, x) {
-        if (strlen(k) != klen) t->ok = 0; /* a NUL inside the key */
-        keys[i++] = k;
-      }
-      if (!t->ok) return;
-      qsort(keys, n, sizeof(keys[0]), key_cmp);
-      ledger_text_raw(t, "{");
-      for (i = 0; i < n; i++) {
-        if (i) ledger_text_raw(t, ",");
-        ledger_text_str(t, keys[i]);
-        ledger_text_raw(t, ":");
-        sorted_text(t, json_object_get(v, keys[i]), depth + 1);
-      }
-      ledger_text_raw(t, "}");
-      return;
-    }
-    case JSON_ARRAY:
-      ledger_text_raw(t, "[");
-      for (size_t i = 0; i < json_array_size(v); i++) {
-        if (i) ledger_text_raw(t, ",");
-        sorted_text(t, json_array_get(v, i), depth + 1);
-      }
-      ledger_text_raw(t, "]");
-      return;
-    case JSON_STRING:
-      /* A string holding a NUL byte is not plain either (jansson writes it as \u0000). */
-      if (strlen(json_string_value(v)) != json_string_length(v)) t->ok = 0;
-      ledger_text_str(t, json_string_value(v));
-      return;
-    case JSON_INTEGER:
-      ledger_text_int(t, (int64_t)json_integer_value(v));
-      return;
-    case JSON_TRUE: ledger_text_raw(t, "true"); return;
-    case JSON_FALSE: ledger_text_raw(t, "false"); return;
-    case JSON_NULL: ledger_text_raw(t, "null"); return;
-    default: t->ok = 0; /* reals: jansson's number format */
-  }
-}
-
 char *ledger_request_hash(ps_arena_t *a, const char *what, const json_t *body) {
-  ledger_text_t fast;
-  ledger_text_init(&fast, a, 2048);
-  sorted_text(&fast, body, 0);
-  char *text = fast.ok ? strdup(fast.buf) : json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+  char *text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
   crypto_hash_sha256_state st;
   unsigned char h[crypto_hash_sha256_BYTES];
   crypto_hash_sha256_init(&st);

@@ -16,26 +16,6 @@
 
 #define LEDGER_ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
-/* --- compact JSON text ---------------------------------------------------------------- */
-
-/* Writes JSON text byte for byte as jansson's json_dumps(..., JSON_COMPACT) does, without
- * building json_t values, for the checkout's hot paths. It only takes "plain" strings
- * (printable ASCII without '"' or '\\', which jansson writes as they are); any other string
- * clears ok and the caller uses jansson instead, so the text is always jansson's. */
-typedef struct {
-  char *buf;
-  size_t len, cap;
-  int ok;
-} ledger_text_t;
-
-void ledger_text_init(ledger_text_t *t, ps_arena_t *a, size_t cap);
-void ledger_text_raw(ledger_text_t *t, const char *s);
-/* "s" (ok cleared when s is NULL or not plain). */
-void ledger_text_str(ledger_text_t *t, const char *s);
-void ledger_text_int(ledger_text_t *t, int64_t v);
-/* 1 when s is non-NULL printable ASCII without '"' or '\\'. */
-int ledger_plain(const char *s);
-
 /* --- audit log ------------------------------------------------------------------------- */
 
 /* The canonical text of an entry, the bytes hashed after prev_hash: the compact JSON array

@@ -108,59 +108,6 @@ static char *dump(ps_req_t *req, json_t *v) {
   return text;
 }
 
-static void text_str_or_null(ledger_text_t *t, const char *s) {
-  if (s && *s)
-    ledger_text_str(t, s);
-  else
-    ledger_text_raw(t, "null");
-}
-
-/* dump(payment_json(p)) written directly when every string is plain (ledger_text_t): the
- * same bytes, a tenth of the work; jansson otherwise. */
-static char *payment_text(ps_req_t *req, const payment_t *p) {
-  ps_arena_t *a = &req->arena;
-  ledger_text_t t;
-  ledger_text_init(&t, a, 1024);
-  ledger_text_raw(&t, "{\"id\":");
-  ledger_text_str(&t, p->id);
-  ledger_text_raw(&t, ",\"order_id\":");
-  ledger_text_str(&t, p->order_id);
-  ledger_text_raw(&t, ",\"user_id\":");
-  ledger_text_str(&t, p->user_id);
-  ledger_text_raw(&t, ",\"amount\":");
-  ledger_text_int(&t, p->amount);
-  ledger_text_raw(&t, ",\"currency\":");
-  ledger_text_str(&t, p->currency);
-  ledger_text_raw(&t, ",\"status\":");
-  ledger_text_str(&t, p->status);
-  ledger_text_raw(&t, ",\"provider\":");
-  ledger_text_str(&t, p->provider);
-  ledger_text_raw(&t, ",\"provider_ref\":");
-  text_str_or_null(&t, p->provider_ref);
-  ledger_text_raw(&t, ",\"captured\":");
-  ledger_text_int(&t, p->captured);
-  ledger_text_raw(&t, ",\"refunded\":");
-  ledger_text_int(&t, p->refunded);
-  ledger_text_raw(&t, ",\"failure_code\":");
-  text_str_or_null(&t, p->failure_code);
-  ledger_text_raw(&t, ",\"card\":");
-  if (p->card_last4 && *p->card_last4) {
-    ledger_text_raw(&t, "{\"brand\":");
-    ledger_text_str(&t, p->card_brand);
-    ledger_text_raw(&t, ",\"last4\":");
-    ledger_text_str(&t, p->card_last4);
-    ledger_text_raw(&t, "}");
-  } else {
-    ledger_text_raw(&t, "null");
-  }
-  ledger_text_raw(&t, ",\"created_at\":");
-  ledger_text_str(&t, iso_time(a, p->created_at));
-  ledger_text_raw(&t, ",\"updated_at\":");
-  ledger_text_str(&t, iso_time(a, p->updated_at));
-  ledger_text_raw(&t, "}");
-  return t.ok ? t.buf : dump(req, payment_json(a, p));
-}
-
 static void send_text(ps_req_t *req, int status, const char *ctype, const char *body) {
   ps_reply_raw(req, status, ctype, body, strlen(body));
 }
@@ -266,7 +213,7 @@ static int charge_answer(ps_req_t *req, payment_t *p, const provider_result_t *r
     p->captured = res->captured > 0 && res->captured <= p->amount ? res->captured : p->amount;
     p->failure_code = "";
     *ctype = CT_JSON;
-    *text = payment_text(req, p);
+    *text = dump(req, payment_json(&req->arena, p));
     return 201;
   }
   p->status = PAYMENT_FAILED;
@@ -370,7 +317,7 @@ static void charge(ps_req_t *req, int internal) {
   if (strcmp(settled.status, PAYMENT_PENDING) != 0 && status == 201) {
     /* Show it as recorded (it may have been refunded since), not as freshly captured. */
     pay = settled;
-    text = payment_text(req, &pay);
+    text = dump(req, payment_json(&req->arena, &pay));
   }
   unsigned long long t0 = ps_now_ns();
   rc = ledger_charge_finish(st, &req->arena, &pay, &idem, status, ctype, text, now_s());
