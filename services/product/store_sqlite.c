@@ -1019,29 +1019,6 @@ static char *items_key(ps_arena_t *a, const reservation_item_t *items, size_t n)
   return b.buf;
 }
 
-/* Adds each item's units to its product's popularity (units sold make a product popular),
- * the items read back from a reservation's items_key (product id, variant and quantity of
- * each item; product ids are UUIDs and variants SKUs, neither holds the separators). A
- * product deleted meanwhile gains nothing. */
-static int add_popularity(product_store_t *s, const char *key) {
-  for (const char *p = key; *p;) {
-    const char *us1 = strchr(p, '\x1f');
-    const char *us2 = us1 ? strchr(us1 + 1, '\x1f') : NULL;
-    const char *rs = us2 ? strchr(us2 + 1, '\x1e') : NULL;
-    if (!rs) {
-      ps_log_error("sqlite: a reservation's items_key is malformed");
-      return PS_EINTERNAL;
-    }
-    sqlite3_stmt *st = stmt(s, Q_POPULARITY);
-    sqlite3_bind_text(st, 1, p, (int)(us1 - p), SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, strtoll(us2 + 1, NULL, 10));
-    int rc = ps_sqlite_exec_done(st);
-    if (rc) return rc;
-    p = rs + 1;
-  }
-  return 0;
-}
-
 static int set_status(product_store_t *s, const char *id, const char *status, int64_t now) {
   sqlite3_stmt *st = stmt(s, Q_RES_STATUS);
   ps_sqlite_bind_text(st, 1, id);
@@ -1050,22 +1027,24 @@ static int set_status(product_store_t *s, const char *id, const char *status, in
   return ps_sqlite_exec_done(st);
 }
 
-/* Gives the units of reservation id back to their products (and variants), inside the
- * caller's transaction. A product deleted meanwhile simply gets nothing back. */
-static int give_back(product_store_t *s, ps_arena_t *a, const char *id, int64_t now) {
+/* The items of reservation id (from its items column, or reservation_items for one made
+ * before that column), in the arena. */
+typedef struct {
+  char *product_id, *variant;
+  int64_t qty;
+} res_item_t;
+
+static int load_items(product_store_t *s, ps_arena_t *a, const char *id, res_item_t **out,
+                      size_t *nout) {
   sqlite3_stmt *st = stmt(s, Q_RES_ITEMS);
   ps_sqlite_bind_text(st, 1, id);
-  typedef struct {
-    char *product_id, *variant;
-    int64_t qty;
-  } it_t;
-  it_t *items = NULL;
+  res_item_t *items = NULL;
   size_t n = 0, cap = 0;
   int rc;
   while ((rc = step_row(s, st)) == 1) {
     if (n == cap) {
       cap = cap ? cap * 2 : 8;
-      it_t *nb = ps_arena_alloc(a, cap * sizeof(*nb));
+      res_item_t *nb = ps_arena_alloc(a, cap * sizeof(*nb));
       if (n) memcpy(nb, items, n * sizeof(*nb));
       items = nb;
     }
@@ -1076,7 +1055,34 @@ static int give_back(product_store_t *s, ps_arena_t *a, const char *id, int64_t 
     n++;
   }
   sqlite3_reset(st);
-  if (rc < 0) return rc;
+  *out = items;
+  *nout = n;
+  return rc < 0 ? rc : 0;
+}
+
+/* Adds each item's units to its product's popularity (units sold make a product popular).
+ * A product deleted meanwhile gains nothing. */
+static int add_popularity(product_store_t *s, ps_arena_t *a, const char *id) {
+  res_item_t *items;
+  size_t n;
+  int rc = load_items(s, a, id, &items, &n);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    sqlite3_stmt *st = stmt(s, Q_POPULARITY);
+    ps_sqlite_bind_text(st, 1, items[i].product_id);
+    sqlite3_bind_int64(st, 2, items[i].qty);
+    rc = ps_sqlite_exec_done(st);
+  }
+  return rc;
+}
+
+/* Gives the units of reservation id back to their products (and variants), inside the
+ * caller's transaction. A product deleted meanwhile simply gets nothing back. */
+static int give_back(product_store_t *s, ps_arena_t *a, const char *id, int64_t now) {
+  res_item_t *items;
+  size_t n;
+  sqlite3_stmt *st;
+  int rc = load_items(s, a, id, &items, &n);
+  if (rc) return rc;
   for (size_t i = 0; i < n; i++) {
     if (items[i].variant) {
       st = stmt(s, Q_GIVE_VARIANT);
@@ -1259,7 +1265,7 @@ static int sq_reservation_commit(product_store_t *s, ps_arena_t *a, const char *
     return PS_ECONFLICT;
   }
   if (strcmp(r.status, "held") == 0) {
-    if ((rc = set_status(s, id, "committed", now)) || (rc = add_popularity(s, r.items_key)))
+    if ((rc = set_status(s, id, "committed", now)) || (rc = add_popularity(s, a, id)))
       goto out;
   } else if (strcmp(r.status, "committed") != 0) {
     rc = PS_ECONFLICT;
