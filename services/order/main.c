@@ -17,70 +17,70 @@
 #include "polyshop/service.h"
 #include "polyshop/pg.h"
 #include "polyshop/sqlite.h"
+#include "polyshop/work.h"
 
-/* The first loop to start runs the timers; one worker is enough and keeps them from racing. */
+/* The first loop to start runs the timers; one worker is enough and keeps them from racing.
+ * The recovery worker and the relay call other services and wait for them: each round runs
+ * on a worker-pool thread, and the loop's timer only starts it (one round at a time). */
 static atomic_int timers_taken;
 
-/* On SQLite every thread uses one connection, under a lock. SQLite takes one writer at a time
- * anyway, and the checkout mostly writes; with a connection per thread, each commit made
- * every other connection drop its page cache and read its pages again (14% of the service's
- * CPU per checkout at 8 threads). PostgreSQL stores stay one per thread. */
-static order_store_t *shared_store;
-static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+typedef struct {
+  order_service_t *svc;
+  struct event *ev;
+  long long interval_ms;
+  int (*round)(order_thread_t *t); /* order_recover or order_relay */
+} periodic_t;
+
+static periodic_t recovery, relay;
 
 static void arm(struct event *ev, long long ms) {
   struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
   event_add(ev, &tv);
 }
 
-static void recovery_cb(evutil_socket_t fd, short what, void *arg) {
-  order_thread_t *t = arg;
-  t->traceparent = NULL;
-  order_recover(t);
-  arm(t->recovery_ev, t->svc->recovery_interval_ms);
+static void round_work(void *arg) {
+  periodic_t *p = arg;
+  p->round(order_pool_thread(p->svc));
 }
 
-static void relay_cb(evutil_socket_t fd, short what, void *arg) {
-  order_thread_t *t = arg;
-  t->traceparent = NULL;
-  order_relay(t);
-  arm(t->relay_ev, t->svc->relay_interval_ms);
+static void round_after(void *arg, int status) {
+  periodic_t *p = arg;
+  if (status == 0) arm(p->ev, p->interval_ms); /* PS_ECANCELED: the service is stopping */
+}
+
+static void periodic_cb(evutil_socket_t fd, short what, void *arg) {
+  periodic_t *p = arg;
+  if (ps_work_queue(event_get_base(p->ev), round_work, round_after, p))
+    arm(p->ev, p->interval_ms); /* the pool is full: try at the next tick */
+}
+
+static void periodic_start(periodic_t *p, order_service_t *svc, int (*round)(order_thread_t *),
+                           long long interval_ms, long long first_ms) {
+  *p = (periodic_t){.svc = svc, .interval_ms = interval_ms, .round = round};
+  p->ev = evtimer_new(ps_server_thread_base(), periodic_cb, p);
+  arm(p->ev, first_ms);
 }
 
 static void *thread_init(void *ctx) {
   order_service_t *svc = ctx;
-  order_thread_t *t = ps_calloc(1, sizeof(*t));
-  t->svc = svc;
-  order_store_t *inner = shared_store;
-  if (!inner && order_store_open(svc->store_url, svc->pg_schema, &inner)) {
-    /* Checked at start on the main thread, so this is a store gone bad since: no way to serve. */
-    ps_log_error("cannot open the order store");
-    abort();
-  }
-  t->store = order_store_timed(inner, shared_store ? &shared_lock : NULL);
-  if (!(t->client = ps_client_new(NULL))) {
-    ps_log_error("cannot start libcurl");
-    abort();
-  }
+  order_thread_t *t = order_thread_new(svc, ps_server_thread_base());
   int expected = 0;
   if (atomic_compare_exchange_strong(&timers_taken, &expected, 1)) {
-    struct event_base *base = ps_server_thread_base();
-    t->recovery_ev = evtimer_new(base, recovery_cb, t);
-    t->relay_ev = evtimer_new(base, relay_cb, t);
-    arm(t->recovery_ev, 0); /* at start: finish what a crash left behind */
-    arm(t->relay_ev, svc->relay_interval_ms);
+    /* at start: finish what a crash left behind */
+    periodic_start(&recovery, svc, order_recover, svc->recovery_interval_ms, 0);
+    periodic_start(&relay, svc, order_relay, svc->relay_interval_ms, svc->relay_interval_ms);
   }
   return t;
 }
 
 static void thread_cleanup(void *thread_ctx) {
   order_thread_t *t = thread_ctx;
-  if (t->recovery_ev) event_free(t->recovery_ev);
-  if (t->relay_ev) event_free(t->relay_ev);
-  ps_client_free(t->client);
-  t->store->ops->close(t->store);
-  ps_free(t->call_token);
-  ps_free(t);
+  if (recovery.ev && event_get_base(recovery.ev) == ps_server_thread_base()) {
+    event_free(recovery.ev);
+    event_free(relay.ev);
+    recovery.ev = relay.ev = NULL;
+  }
+  order_thread_free(t);
 }
 
 static int ready(void *ctx, void *thread_ctx) {
@@ -160,7 +160,7 @@ int main(void) {
   if (order_store_is_pg(svc.store_url))
     st->ops->close(st);
   else
-    shared_store = st;
+    order_threads_share(st);
   order_store_metrics_register(order_store_is_pg(svc.store_url) ? "postgres" : "sqlite");
   order_saga_metrics_register();
 
@@ -169,7 +169,8 @@ int main(void) {
                       .thread_cleanup_cb = thread_cleanup, .ready_cb = ready,
                       .jwt_keys = &svc.keys};
   rc = ps_server_run(&def, &server);
-  if (shared_store) shared_store->ops->close(shared_store);
+  ps_work_shutdown();
+  order_threads_unshare();
   ps_client_global_cleanup();
   return rc ? 1 : 0;
 }

@@ -14,6 +14,8 @@
 #include "polyshop/money.h"
 #include "store.h"
 
+struct event_base;
+
 /* Limits of an order request, documented in docs/order.md. */
 enum {
   ORDER_ITEMS_MAX = 100,
@@ -119,13 +121,11 @@ typedef struct {
 
 typedef struct {
   order_store_t *store;
+  /* Event-loop threads call out with loop_client (non-blocking, on their loop); pool threads
+   * (offload.c, the recovery worker, the relay) with client (blocking). The other is NULL. */
+  ps_client_t *loop_client;
   ps_client_t *client;
-  struct event *recovery_ev; /* on one loop only */
-  struct event *relay_ev;    /* on one loop only */
   order_service_t *svc;
-  /* The traceparent of the request this thread is handling (handlers run one at a time per
-   * thread and call out synchronously), NULL in the timers: outgoing calls continue it. */
-  const char *traceparent;
   int64_t last_prune; /* when sent outbox rows were last pruned (relay thread) */
   /* The admin token this service sends on its calls, signed once a minute rather than per
    * call (it is valid for the keys' access TTL, 15 minutes by default). */
@@ -153,10 +153,46 @@ void order_fault(const order_service_t *svc, const char *point);
 void order_saga_metrics_register(void);
 void order_call_observe(const order_service_t *svc, const char *url, unsigned long long t0);
 
-/* One call to another service with the internal token, the request id and traceparent. */
+/* The per-thread state of an event loop (base set: a non-blocking client on that loop) or of a
+ * pool thread (base NULL: a blocking client). Opens the thread's store (or takes the shared
+ * SQLite one, see thread.c); aborts when it cannot, since the store was checked at start.
+ * order_thread_free closes and frees it. */
+order_thread_t *order_thread_new(order_service_t *svc, struct event_base *base);
+void order_thread_free(order_thread_t *t);
+/* On SQLite all threads share the store opened at start (order_threads_share, before the
+ * server starts); order_threads_unshare closes it after the server stopped. */
+void order_threads_share(order_store_t *st);
+void order_threads_unshare(void);
+/* The calling pool thread's state, made on first use and freed when the thread ends. */
+order_thread_t *order_pool_thread(order_service_t *svc);
+
+/* One blocking call to another service with the internal token and the request id, from a
+ * thread that is not an event loop (t->client). */
 int order_call(order_thread_t *t, ps_arena_t *a, const char *method, const char *url,
                const char *body, const char *idem_key, long timeout_ms, const char *request_id,
                order_call_result_t *out);
+
+/* The same call started on t's loop (t->loop_client), carrying req's request id and a child
+ * of its traceparent; cb runs later on that loop with the outcome, exactly once (also when
+ * the call could not start, then with r->err set). Everything lives in arena a. */
+typedef void (*order_call_cb)(const order_call_result_t *r, void *arg);
+void order_call_start(order_thread_t *t, ps_arena_t *a, const char *method, const char *url,
+                      const char *body, const char *idem_key, long timeout_ms, ps_req_t *req,
+                      order_call_cb cb, void *arg);
+/* GET url with the client's own Authorization header (the user service's /users/me). */
+void order_call_user_start(order_thread_t *t, ps_arena_t *a, const char *url,
+                           const char *authorization, ps_req_t *req, order_call_cb cb,
+                           void *arg);
+
+/* What the answer to a reservation commit means: 0, PS_ENOTFOUND / PS_ECONFLICT (expired or
+ * released), or a transport / upstream error. */
+int order_commit_result(const order_call_result_t *r, const char *reservation_id,
+                        const char *request_id);
+/* The store's side of a commit that answered commit_rc: on 0 the order moves to processing
+ * with its stored answer; on PS_ENOTFOUND/PS_ECONFLICT it fails (step releasing) and
+ * *release is set, so the caller runs order_finish_release. Returns 0 or a PS_E* code. */
+int order_after_commit(order_thread_t *t, ps_arena_t *a, order_t *o, int commit_rc,
+                       int *release);
 
 /* Compensations and forward steps shared by the handler and the recovery worker. Each is
  * idempotent. Returns 0 or a PS_E* code (PS_ENOTFOUND/PS_ECONFLICT when the product service

@@ -91,10 +91,12 @@ static const char *call_token(order_thread_t *t) {
   return t->call_token;
 }
 
-int order_call(order_thread_t *t, ps_arena_t *a, const char *method, const char *url,
-               const char *body, const char *idem_key, long timeout_ms, const char *request_id,
-               order_call_result_t *out) {
-  const char *headers[3] = {NULL, NULL, NULL};
+/* Fills call with what every call of this service carries: the internal token, the service's
+ * admin token, the request id and the child of the caller's traceparent. */
+static void build_call(order_thread_t *t, ps_arena_t *a, ps_call_t *call, const char *method,
+                       const char *url, const char *body, const char *idem_key, long timeout_ms,
+                       const char *request_id, const char *traceparent) {
+  const char **headers = ps_arena_alloc(a, 3 * sizeof(*headers));
   int nh = 0;
   if (t->svc->internal_token)
     headers[nh++] = ps_arena_sprintf(a, "X-Internal-Token: %s", t->svc->internal_token);
@@ -104,24 +106,84 @@ int order_call(order_thread_t *t, ps_arena_t *a, const char *method, const char 
    * (the one-machine launcher sets none). */
   const char *tok = call_token(t);
   if (tok) headers[nh++] = ps_arena_sprintf(a, "Authorization: Bearer %s", tok);
-  ps_call_t call = {.method = method, .url = url, .body = body,
-                    .body_len = body ? strlen(body) : 0, .headers = headers,
-                    .request_id = request_id, .traceparent = ps_trace_child(a, t->traceparent),
-                    .idempotency_key = idem_key, .timeout_ms = timeout_ms,
-                    /* Every call the saga makes is idempotent: reservations carry their id,
-                     * charges and refunds their Idempotency-Key. */
-                    .idempotent = 1};
-  ps_response_t resp;
+  headers[nh] = NULL;
+  *call = (ps_call_t){.method = method, .url = url, .body = body,
+                      .body_len = body ? strlen(body) : 0, .headers = headers,
+                      .request_id = request_id, .traceparent = ps_trace_child(a, traceparent),
+                      .idempotency_key = idem_key, .timeout_ms = timeout_ms,
+                      /* Every call the saga makes is idempotent: reservations carry their
+                       * id, charges and refunds their Idempotency-Key. */
+                      .idempotent = 1};
+}
+
+static void fill_result(int rc, const ps_response_t *resp, order_call_result_t *out) {
   memset(out, 0, sizeof(*out));
+  out->err = rc;
+  if (rc == 0) {
+    out->status = resp->status;
+    out->body = resp->body;
+  }
+}
+
+int order_call(order_thread_t *t, ps_arena_t *a, const char *method, const char *url,
+               const char *body, const char *idem_key, long timeout_ms, const char *request_id,
+               order_call_result_t *out) {
+  ps_call_t call;
+  build_call(t, a, &call, method, url, body, idem_key, timeout_ms, request_id, NULL);
+  ps_response_t resp;
   unsigned long long t0 = ps_now_ns();
   int rc = ps_client_call(t->client, a, &call, &resp);
   order_call_observe(t->svc, url, t0);
-  out->err = rc;
-  if (rc == 0) {
-    out->status = resp.status;
-    out->body = resp.body;
-  }
+  fill_result(rc, &resp, out);
   return rc;
+}
+
+/* One call in flight on a loop: what its callback needs. In the caller's arena. */
+typedef struct {
+  order_thread_t *t;
+  const char *url;
+  unsigned long long t0;
+  order_call_cb cb;
+  void *arg;
+} pending_call_t;
+
+static void call_done(int rc, ps_response_t *resp, void *arg) {
+  pending_call_t *p = arg;
+  order_call_observe(p->t->svc, p->url, p->t0);
+  order_call_result_t r;
+  fill_result(rc, resp, &r);
+  p->cb(&r, p->arg);
+}
+
+static void start(order_thread_t *t, ps_arena_t *a, ps_call_t *call, order_call_cb cb, void *arg) {
+  pending_call_t *p = ps_arena_alloc(a, sizeof(*p));
+  *p = (pending_call_t){.t = t, .url = call->url, .t0 = ps_now_ns(), .cb = cb, .arg = arg};
+  int rc = ps_client_start(t->loop_client, a, call, call_done, p);
+  if (rc) { /* never started: the callback still runs, with the error */
+    order_call_result_t r = {.err = rc};
+    cb(&r, arg);
+  }
+}
+
+void order_call_start(order_thread_t *t, ps_arena_t *a, const char *method, const char *url,
+                      const char *body, const char *idem_key, long timeout_ms, ps_req_t *req,
+                      order_call_cb cb, void *arg) {
+  ps_call_t call;
+  build_call(t, a, &call, method, url, body, idem_key, timeout_ms, req->request_id,
+             req->traceparent);
+  start(t, a, &call, cb, arg);
+}
+
+void order_call_user_start(order_thread_t *t, ps_arena_t *a, const char *url,
+                           const char *authorization, ps_req_t *req, order_call_cb cb,
+                           void *arg) {
+  const char **headers = ps_arena_alloc(a, 2 * sizeof(*headers));
+  headers[0] = ps_arena_sprintf(a, "Authorization: %s", authorization);
+  headers[1] = NULL;
+  ps_call_t call = {.method = "GET", .url = url, .headers = headers,
+                    .request_id = req->request_id,
+                    .traceparent = ps_trace_child(a, req->traceparent)};
+  start(t, a, &call, cb, arg);
 }
 
 /* Maps a transport failure or a 5xx answer to a PS_E* code. */
@@ -131,18 +193,28 @@ static int call_err(const order_call_result_t *r) {
   return 0;
 }
 
+/* What a reservation call's answer means: 0, PS_ENOTFOUND, PS_ECONFLICT or an error. */
+static int reservation_result(const order_call_result_t *r, const char *rid, const char *op,
+                              const char *request_id) {
+  int err = call_err(r);
+  if (err) return err;
+  if (r->status == 200 || r->status == 201) return 0;
+  if (r->status == 404) return PS_ENOTFOUND;
+  if (r->status == 409) return PS_ECONFLICT;
+  ps_log(PS_LOG_WARN, request_id, "reservation %s %s answered %ld", rid, op, r->status);
+  return PS_EUPSTREAM;
+}
+
+int order_commit_result(const order_call_result_t *r, const char *rid, const char *request_id) {
+  return reservation_result(r, rid, "commit", request_id);
+}
+
 static int reservation_op(order_thread_t *t, ps_arena_t *a, const char *rid, const char *op,
                           const char *request_id) {
   order_call_result_t r;
   char *url = ps_arena_sprintf(a, "%s/internal/reservations/%s/%s", t->svc->product_url, rid, op);
   order_call(t, a, "POST", url, "{}", NULL, 0, request_id, &r);
-  int err = call_err(&r);
-  if (err) return err;
-  if (r.status == 200 || r.status == 201) return 0;
-  if (r.status == 404) return PS_ENOTFOUND;
-  if (r.status == 409) return PS_ECONFLICT;
-  ps_log(PS_LOG_WARN, request_id, "reservation %s %s answered %ld", rid, op, r.status);
-  return PS_EUPSTREAM;
+  return reservation_result(&r, rid, op, request_id);
 }
 
 int order_reservation_release(order_thread_t *t, ps_arena_t *a, const char *rid,
@@ -309,45 +381,57 @@ int order_finish_refund(order_thread_t *t, ps_arena_t *a, order_t *o) {
   return rc == PS_ECONFLICT ? 0 : rc;
 }
 
-int order_finish_charged(order_thread_t *t, ps_arena_t *a, order_t *o, const char *request_id) {
-  int rc = order_reservation_commit(t, a, o->reservation_id, request_id);
+/* The commit went through: the order moves to processing, with the checkout's answer. */
+static int mark_committed(order_thread_t *t, ps_arena_t *a, order_t *o) {
+  order_fault(t->svc, "after_commit");
+  order_change_t c = {.id = o->id, .expect_step = o->saga_step,
+                      .step = ORDER_STEP_COMMITTED, .status = "processing",
+                      .payment_status = "paid", .payment_id = o->payment_id};
+  c.now = order_now();
+  order_event(a, &c, "order_status_changed", o, "new", "processing");
+  /* The answer to the checkout (and to every replay of its key) is stored with the step
+   * that makes it true, in the same transaction. */
+  order_t after = *o;
+  after.status = "processing";
+  after.payment_status = "paid";
+  after.saga_step = ORDER_STEP_COMMITTED;
+  after.updated_at = c.now;
+  json_t *answer = order_json(&after);
+  c.response_status = 201;
+  c.response_body = ps_json_dump(a, answer);
+  json_decref(answer);
+  int rc = t->store->ops->change(t->store, &c);
   if (rc == 0) {
-    order_fault(t->svc, "after_commit");
-    order_change_t c = {.id = o->id, .expect_step = o->saga_step,
-                        .step = ORDER_STEP_COMMITTED, .status = "processing",
-                        .payment_status = "paid", .payment_id = o->payment_id};
-    c.now = order_now();
-    order_event(a, &c, "order_status_changed", o, "new", "processing");
-    /* The answer to the checkout (and to every replay of its key) is stored with the step
-     * that makes it true, in the same transaction. */
-    order_t after = *o;
-    after.status = "processing";
-    after.payment_status = "paid";
-    after.saga_step = ORDER_STEP_COMMITTED;
-    after.updated_at = c.now;
-    json_t *answer = order_json(&after);
-    c.response_status = 201;
-    c.response_body = ps_json_dump(a, answer);
-    json_decref(answer);
-    rc = t->store->ops->change(t->store, &c);
-    if (rc == 0) {
-      after.response_status = c.response_status;
-      after.response_body = c.response_body;
-      *o = after;
-    }
-    return rc == PS_ECONFLICT ? 0 : rc;
+    after.response_status = c.response_status;
+    after.response_body = c.response_body;
+    *o = after;
   }
-  if (rc != PS_ECONFLICT && rc != PS_ENOTFOUND) return rc;
+  return rc == PS_ECONFLICT ? 0 : rc;
+}
+
+int order_after_commit(order_thread_t *t, ps_arena_t *a, order_t *o, int commit_rc,
+                       int *release) {
+  *release = 0;
+  if (commit_rc == 0) return mark_committed(t, a, o);
+  if (commit_rc != PS_ECONFLICT && commit_rc != PS_ENOTFOUND) return commit_rc;
   /* The reservation expired or was released under us: the money goes back. */
   order_change_t c = {.id = o->id, .expect_step = o->saga_step,
                       .step = ORDER_STEP_RELEASING, .status = "failed",
                       .failure = "the stock reservation expired before it was committed"};
   c.now = order_now();
   order_event(a, &c, "order_status_changed", o, "new", "failed");
-  rc = t->store->ops->change(t->store, &c);
+  int rc = t->store->ops->change(t->store, &c);
   if (rc) return rc == PS_ECONFLICT ? 0 : rc;
   o->saga_step = ORDER_STEP_RELEASING;
-  return order_finish_release(t, a, o);
+  *release = 1;
+  return 0;
+}
+
+int order_finish_charged(order_thread_t *t, ps_arena_t *a, order_t *o, const char *request_id) {
+  int release;
+  int rc = order_reservation_commit(t, a, o->reservation_id, request_id);
+  rc = order_after_commit(t, a, o, rc, &release);
+  return rc == 0 && release ? order_finish_release(t, a, o) : rc;
 }
 
 /* One order: drive it to a final step, or leave it for the next round on a transient error. */
