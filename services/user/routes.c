@@ -147,12 +147,14 @@ static int password_or_reply(ps_req_t *req, json_t *body, const char *email, con
   return 0;
 }
 
-static char *hash_password(ps_req_t *req, const char *password) {
-  user_service_t *svc = SVC(req);
-  char *hash = ps_arena_alloc(&req->arena, crypto_pwhash_STRBYTES);
-  if (crypto_pwhash_str(hash, password, strlen(password), svc->argon_ops, svc->argon_mem))
-    return NULL;
-  return hash;
+/* The answer when the password work could not run. */
+static void reply_password_failure(ps_req_t *req, int rc) {
+  if (rc == PS_ELIMIT || rc == PS_ECANCELED) {
+    ps_reply_header(req, "Retry-After", "1");
+    ps_reply_problem(req, PS_PROBLEM_UNAVAILABLE, NULL, "too many sign-ins at once; try again");
+    return;
+  }
+  ps_reply_problem(req, PS_PROBLEM_INTERNAL, NULL, "could not hash the password");
 }
 
 /* Free-form profile fields: short keys, scalar values, a bounded total. Applied as a JSON
@@ -189,6 +191,26 @@ static int profile_patch_or_reply(ps_req_t *req, json_t *profile, json_t *patch)
 
 /* --- accounts --------------------------------------------------------------------------- */
 
+/* The rest of a registration, once the password is hashed. */
+static void register_hashed(ps_req_t *req, int rc, void *arg) {
+  user_t *u = arg;
+  if (rc) {
+    reply_password_failure(req, rc);
+    return;
+  }
+  rc = STORE(req)->ops->create(STORE(req), u);
+  if (rc == PS_EEXISTS) {
+    ps_reply_problem(req, PS_PROBLEM_DUPLICATE, "email", "an account with this email already exists");
+    return;
+  }
+  if (rc) {
+    ps_reply_error(req, rc, "could not create the account");
+    return;
+  }
+  ps_reply_header(req, "Location", ps_arena_sprintf(&req->arena, "/api/v1/users/%s", u->id));
+  ps_reply_json(req, 201, user_json(&req->arena, u));
+}
+
 static void handle_register(ps_req_t *req) {
   static const char *const allowed[] = {"email", "password", "name", "profile", NULL};
   json_t *body, *patch;
@@ -208,25 +230,13 @@ static void handle_register(ps_req_t *req) {
     }
     if (profile_patch_or_reply(req, profile, patch)) return;
   }
-  user_t u = {.id = ps_uuid_v4(&req->arena), .email = email, .role = "customer",
-              .name = name ? name : "", .profile = ps_json_dump(&req->arena, profile),
-              .settings = "{}", .created_at = now_s()};
-  u.updated_at = u.created_at;
-  if (!(u.password_hash = hash_password(req, password))) {
-    ps_reply_problem(req, PS_PROBLEM_INTERNAL, NULL, "could not hash the password");
-    return;
-  }
-  int rc = STORE(req)->ops->create(STORE(req), &u);
-  if (rc == PS_EEXISTS) {
-    ps_reply_problem(req, PS_PROBLEM_DUPLICATE, "email", "an account with this email already exists");
-    return;
-  }
-  if (rc) {
-    ps_reply_error(req, rc, "could not create the account");
-    return;
-  }
-  ps_reply_header(req, "Location", ps_arena_sprintf(&req->arena, "/api/v1/users/%s", u.id));
-  ps_reply_json(req, 201, user_json(&req->arena, &u));
+  user_t *u = ps_arena_alloc(&req->arena, sizeof(*u));
+  *u = (user_t){.id = ps_uuid_v4(&req->arena), .email = ps_arena_strdup(&req->arena, email),
+                .role = "customer", .name = name ? name : "",
+                .profile = ps_json_dump(&req->arena, profile), .settings = "{}",
+                .created_at = now_s()};
+  u->updated_at = u->created_at;
+  user_password_hash_start(req, password, (char **)&u->password_hash, register_hashed, u);
 }
 
 static void handle_me(ps_req_t *req) {
@@ -351,6 +361,32 @@ static void handle_put_settings(ps_req_t *req) {
 
 /* --- sign-in ---------------------------------------------------------------------------- */
 
+typedef struct {
+  user_t u;
+  int known;         /* the email has an account (else a dummy hash was checked) */
+  const char *email; /* normalised, the rate limit's key */
+} login_t;
+
+/* The rest of a sign-in, once the password is checked. */
+static void login_verified(ps_req_t *req, int rc, void *arg) {
+  login_t *l = arg;
+  if (rc && rc != PS_EAUTH) {
+    reply_password_failure(req, rc);
+    return;
+  }
+  if (rc || !l->known) {
+    ps_reply_problem(req, PS_PROBLEM_UNAUTHORIZED, NULL, "the email or the password is wrong");
+    return;
+  }
+  attempts_clear(req, l->email);
+  json_t *tokens = issue_tokens(req, &l->u, NULL);
+  if (!tokens) {
+    ps_reply_problem(req, PS_PROBLEM_UNAVAILABLE, NULL, "could not start a session");
+    return;
+  }
+  ps_reply_json(req, 200, tokens);
+}
+
 static void handle_login(ps_req_t *req) {
   static const char *const allowed[] = {"email", "password", NULL};
   user_service_t *svc = SVC(req);
@@ -371,19 +407,11 @@ static void handle_login(ps_req_t *req) {
   }
   /* Verify against a dummy hash when the email is unknown, so both cases cost the same and
    * the answer time does not tell which emails have accounts. */
-  const char *hash = rc == 0 ? u.password_hash : svc->dummy_hash;
-  int ok = crypto_pwhash_str_verify(hash, password, strlen(password)) == 0 && rc == 0;
-  if (!ok) {
-    ps_reply_problem(req, PS_PROBLEM_UNAUTHORIZED, NULL, "the email or the password is wrong");
-    return;
-  }
-  attempts_clear(req, email);
-  json_t *tokens = issue_tokens(req, &u, NULL);
-  if (!tokens) {
-    ps_reply_problem(req, PS_PROBLEM_UNAVAILABLE, NULL, "could not start a session");
-    return;
-  }
-  ps_reply_json(req, 200, tokens);
+  login_t *l = ps_arena_alloc(&req->arena, sizeof(*l));
+  *l = (login_t){.known = rc == 0, .email = ps_arena_strdup(&req->arena, email)};
+  if (rc == 0) l->u = u;
+  user_password_verify_start(req, rc == 0 ? u.password_hash : svc->dummy_hash, password,
+                             login_verified, l);
 }
 
 static int refresh_token_or_reply(ps_req_t *req, const char **hash) {
@@ -479,6 +507,24 @@ static void handle_reset_request(ps_req_t *req) {
   ps_reply_json(req, 202, json_pack("{s:s}", "status", "if the account exists, an email is on its way"));
 }
 
+/* The rest of a reset, once the new password is hashed. */
+static void reset_hashed(ps_req_t *req, int rc, void *arg) {
+  user_t *u = arg;
+  if (rc) {
+    reply_password_failure(req, rc);
+    return;
+  }
+  user_store_t *st = STORE(req);
+  rc = st->ops->update_password(st, u->id, u->password_hash, now_s());
+  /* Every session of the account ends: whoever knew the old password is signed out. */
+  if (rc == 0) rc = SESSIONS(req)->ops->refresh_revoke_user(SESSIONS(req), u->id);
+  if (rc) {
+    ps_reply_error(req, rc, NULL);
+    return;
+  }
+  ps_reply_json(req, 204, NULL);
+}
+
 static void handle_reset_confirm(ps_req_t *req) {
   static const char *const allowed[] = {"token", "password", NULL};
   json_t *body;
@@ -493,24 +539,18 @@ static void handle_reset_confirm(ps_req_t *req) {
     ps_reply_problem(req, PS_PROBLEM_VALIDATION, "token", "the reset token is unknown, used or expired");
     return;
   }
-  user_t u;
-  if (rc == 0) rc = st->ops->get_by_id(st, &req->arena, user_id, &u);
-  if (rc == 0) {
-    const char *why = user_check_password(password, u.email);
-    if (why) {
-      ps_reply_problem(req, PS_PROBLEM_VALIDATION, "password", "%s", why);
-      return;
-    }
-    char *hash = hash_password(req, password);
-    rc = hash ? st->ops->update_password(st, u.id, hash, now_s()) : PS_EINTERNAL;
-  }
-  /* Every session of the account ends: whoever knew the old password is signed out. */
-  if (rc == 0) rc = SESSIONS(req)->ops->refresh_revoke_user(SESSIONS(req), user_id);
+  user_t *u = ps_arena_alloc(&req->arena, sizeof(*u));
+  if (rc == 0) rc = st->ops->get_by_id(st, &req->arena, user_id, u);
   if (rc) {
     ps_reply_error(req, rc, NULL);
     return;
   }
-  ps_reply_json(req, 204, NULL);
+  const char *why = user_check_password(password, u->email);
+  if (why) {
+    ps_reply_problem(req, PS_PROBLEM_VALIDATION, "password", "%s", why);
+    return;
+  }
+  user_password_hash_start(req, password, (char **)&u->password_hash, reset_hashed, u);
 }
 
 /* --- the route table -------------------------------------------------------------------- */

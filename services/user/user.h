@@ -52,4 +52,21 @@ int ratelimit_hit(ratelimit_t *r, const char *key, int64_t now, int *retry_after
 /* Forgets the key (a successful login clears the failures of its email). */
 void ratelimit_clear(ratelimit_t *r, const char *key);
 
+/* --- passwords on the worker pool (password.c) ---------------------------------------- */
+
+/* The continuation of a handler after its password work: rc 0 (hashed, or the password
+ * matches), PS_EAUTH (it does not), PS_EINTERNAL (hashing failed), PS_ELIMIT (the pool's
+ * queue is full: answer 503) or PS_ECANCELED (the service is stopping). Runs on the
+ * request's loop; it must answer the request. */
+typedef void (*user_password_cb)(ps_req_t *req, int rc, void *arg);
+
+/* Defers req and hashes password (argon2id at the service's cost) on a pool thread; *out is
+ * set at once to the arena buffer that holds the hash when cb sees rc 0. password must live
+ * in the request's arena (or longer). */
+void user_password_hash_start(ps_req_t *req, const char *password, char **out,
+                              user_password_cb cb, void *arg);
+/* Defers req and checks password against hash on a pool thread. */
+void user_password_verify_start(ps_req_t *req, const char *hash, const char *password,
+                                user_password_cb cb, void *arg);
+
 #endif
