@@ -19,23 +19,21 @@
 
 /* --- small helpers ---------------------------------------------------------------------- */
 
-/* A problem document as text (for answers that are stored and replayed, and for statuses the
- * core's problem table has no entry for, like 402). */
-static char *problem_text(ps_req_t *req, int status, const char *slug, const char *title,
-                          const char *field, const char *detail) {
-  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s*, s:s*}", "type",
-                        ps_arena_sprintf(&req->arena, "urn:polyshop:problem:%s", slug), "title",
-                        title, "status", status, "detail", detail, "field", field, "request_id",
-                        req->request_id);
+/* A problem document as text, for answers that are stored and replayed. */
+static char *problem_text(ps_req_t *req, ps_problem_t problem, const char *field,
+                          const char *detail) {
+  json_t *p = ps_problem_json(req, problem, field, detail);
   char *text = ps_json_dump(&req->arena, p);
   json_decref(p);
   return text;
 }
 
+/* Sends a stored answer; errors leave through the core's problem sender. */
 static void reply_text(ps_req_t *req, int status, const char *text) {
-  if (status == 503) ps_reply_header(req, "Retry-After", "1");
-  ps_reply_raw(req, status, status >= 400 ? "application/problem+json" : "application/json",
-               text, strlen(text));
+  if (status >= 400)
+    ps_reply_problem_text(req, status, text);
+  else
+    ps_reply_raw(req, status, "application/json", text, strlen(text));
 }
 
 static void reply_order(ps_req_t *req, int status, const order_t *o) {
@@ -61,7 +59,7 @@ static int order_or_reply(ps_req_t *req, order_t *o) {
 static void reply_from_state(ps_req_t *req, const order_t *o) {
   if (strcmp(o->saga_step, ORDER_STEP_RELEASING) == 0 ||
       strcmp(o->saga_step, ORDER_STEP_RELEASED) == 0) {
-    reply_text(req, 409, problem_text(req, 409, "order-failed", "Order failed", NULL,
+    reply_text(req, 409, problem_text(req, PS_PROBLEM_ORDER_FAILED, NULL,
                                       o->failure ? o->failure : "the order failed"));
   } else if (strcmp(o->saga_step, ORDER_STEP_PENDING) == 0 ||
              strcmp(o->saga_step, ORDER_STEP_RESERVED) == 0) {
@@ -391,10 +389,10 @@ static int price_or_reply(ps_req_t *req, const item_in_t *in, size_t n, order_t 
  * (and money, when payment_status is unknown) and answers. When the recovery worker got there
  * first, answers from the order's current state instead. */
 static void fail_order(ps_req_t *req, order_t *o, const char *from, const char *payment_status,
-                       int status, const char *slug, const char *title, const char *field,
-                       const char *detail) {
+                       ps_problem_t problem, const char *field, const char *detail) {
   order_thread_t *t = THREAD(req);
-  char *text = problem_text(req, status, slug, title, field, detail);
+  int status = ps_problem_status(problem);
+  char *text = problem_text(req, problem, field, detail);
   order_change_t c = {.id = o->id, .expect_step = from, .step = ORDER_STEP_RELEASING,
                       .status = "failed", .payment_status = payment_status, .failure = detail,
                       .response_status = status, .response_body = text};
@@ -448,19 +446,18 @@ static int reserve(ps_req_t *req, order_t *o) {
   const char *field = NULL;
   if (r.err == 0 && r.status == 409) {
     const char *d = upstream_detail(req, &r, "not enough stock", &field);
-    fail_order(req, o, ORDER_STEP_PENDING, "none", 409, "insufficient-stock", "Insufficient stock",
-               field, d);
+    fail_order(req, o, ORDER_STEP_PENDING, "none", PS_PROBLEM_INSUFFICIENT_STOCK, field, d);
   } else if (r.err == 0 && r.status == 404) {
     const char *d = upstream_detail(req, &r, "a product does not exist", &field);
-    fail_order(req, o, ORDER_STEP_PENDING, "none", 404, "not-found", "Not found", field, d);
+    fail_order(req, o, ORDER_STEP_PENDING, "none", PS_PROBLEM_NOT_FOUND, field, d);
   } else if (r.err == 0 && r.status >= 400 && r.status < 500) {
     const char *d = upstream_detail(req, &r, "the product service refused the items", &field);
-    fail_order(req, o, ORDER_STEP_PENDING, "none", 400, "validation", "Invalid input", field, d);
+    fail_order(req, o, ORDER_STEP_PENDING, "none", PS_PROBLEM_VALIDATION, field, d);
   } else if (r.err == PS_ETIMEOUT || r.status == 504) {
-    fail_order(req, o, ORDER_STEP_PENDING, "none", 504, "upstream-timeout",
-               "Upstream service timed out", NULL, "the product service did not answer in time");
+    fail_order(req, o, ORDER_STEP_PENDING, "none", PS_PROBLEM_TIMEOUT, NULL,
+               "the product service did not answer in time");
   } else {
-    fail_order(req, o, ORDER_STEP_PENDING, "none", 503, "unavailable", "Service unavailable", NULL,
+    fail_order(req, o, ORDER_STEP_PENDING, "none", PS_PROBLEM_UNAVAILABLE, NULL,
                "the product service is unavailable");
   }
   return PS_EUPSTREAM;
@@ -494,25 +491,23 @@ static int charge(ps_req_t *req, order_t *o, json_t *method, const char **paymen
     const char *d = r.status == 402 ? upstream_detail(req, &r, "the payment was declined", &field)
                                     : ps_arena_sprintf(a, "the payment was declined (%s)",
                                                        code ? code : "declined");
-    fail_order(req, o, ORDER_STEP_PENDING, "failed", 402, "payment-declined", "Payment declined",
+    fail_order(req, o, ORDER_STEP_PENDING, "failed", PS_PROBLEM_PAYMENT_DECLINED,
                "payment_method", d);
   } else if (r.err == 0 && r.status == 502 && json_is_object(json_object_get(doc, "payment"))) {
     /* The provider refused for its own reasons (a processing error): recorded as failed. */
     const char *d = upstream_detail(req, &r, "the payment provider failed", &field);
-    fail_order(req, o, ORDER_STEP_PENDING, "failed", 502, "upstream", "Upstream service failed",
-               NULL, d);
+    fail_order(req, o, ORDER_STEP_PENDING, "failed", PS_PROBLEM_UPSTREAM, NULL, d);
   } else if (r.err == 0 && r.status >= 400 && r.status < 500) {
     const char *d = upstream_detail(req, &r, "the payment service refused the charge", &field);
-    fail_order(req, o, ORDER_STEP_PENDING, "failed", 422, "payment-rejected", "Payment rejected",
+    fail_order(req, o, ORDER_STEP_PENDING, "failed", PS_PROBLEM_PAYMENT_REJECTED,
                field ? field : "payment_method", d);
   } else if (r.err == PS_ETIMEOUT || r.status == 504) {
-    fail_order(req, o, ORDER_STEP_PENDING, "unknown", 504, "upstream-timeout",
-               "Upstream service timed out", NULL,
+    fail_order(req, o, ORDER_STEP_PENDING, "unknown", PS_PROBLEM_TIMEOUT, NULL,
                "the payment service did not answer in time; the order failed and any charge "
                "will be refunded");
   } else {
-    fail_order(req, o, ORDER_STEP_PENDING, "unknown", 503, "unavailable", "Service unavailable",
-               NULL, "the payment service is unavailable; the order failed and stock was released");
+    fail_order(req, o, ORDER_STEP_PENDING, "unknown", PS_PROBLEM_UNAVAILABLE, NULL,
+               "the payment service is unavailable; the order failed and stock was released");
   }
   return PS_EUPSTREAM;
 }
