@@ -24,6 +24,28 @@ int ps_problem_status(ps_problem_t p) { return problems[p].status; }
 const char *ps_problem_type(ps_problem_t p) { return problems[p].type; }
 const char *ps_problem_title(ps_problem_t p) { return problems[p].title; }
 
+json_t *ps_problem_json(ps_req_t *req, ps_problem_t problem, const char *field,
+                        const char *detail) {
+  const problem_info_t *info = &problems[problem];
+  json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", info->type, "title",
+                           info->title, "status", info->status, "detail", detail ? detail : "",
+                           "instance", req->path, "request_id", req->request_id);
+  if (field) json_object_set_new(body, "field", json_string(field));
+  return body;
+}
+
+static void send_problem(ps_req_t *req, int status, const char *text) {
+  if (status == 503 || status == 429) ps_reply_header(req, "Retry-After", "1");
+  ps_reply_raw(req, status, "application/problem+json", text, text ? strlen(text) : 0);
+}
+
+void ps_reply_problem_text(ps_req_t *req, int status, const char *text) {
+  if (status >= 500)
+    ps_log(PS_LOG_WARN, req->request_id, "%s %s: %d (stored answer)", req->method, req->path,
+           status);
+  send_problem(req, status, text);
+}
+
 void ps_reply_problem(ps_req_t *req, ps_problem_t problem, const char *field, const char *fmt,
                       ...) {
   const problem_info_t *info = &problems[problem];
@@ -31,17 +53,13 @@ void ps_reply_problem(ps_req_t *req, ps_problem_t problem, const char *field, co
   va_start(ap, fmt);
   char *detail = ps_arena_vsprintf(&req->arena, fmt, ap);
   va_end(ap);
-  json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", info->type, "title",
-                           info->title, "status", info->status, "detail", detail, "instance",
-                           req->path, "request_id", req->request_id);
-  if (field) json_object_set_new(body, "field", json_string(field));
-  if (info->status == 503 || info->status == 429) ps_reply_header(req, "Retry-After", "1");
   if (info->status >= 500)
     ps_log(PS_LOG_WARN, req->request_id, "%s %s: %d %s", req->method, req->path, info->status,
            detail);
+  json_t *body = ps_problem_json(req, problem, field, detail);
   char *text = json_dumps(body, JSON_COMPACT);
   json_decref(body);
-  ps_reply_raw(req, info->status, "application/problem+json", text, text ? strlen(text) : 0);
+  send_problem(req, info->status, text);
   free(text);
 }
 

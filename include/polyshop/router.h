@@ -36,8 +36,11 @@ enum { PS_ROUTE_NOT_FOUND = -1, PS_ROUTE_BAD_METHOD = -2 };
 
 /* Finds the route for method and path (without query). Returns its index and fills
  * params/nparams; PS_ROUTE_BAD_METHOD when the path exists for other methods (their names
- * are joined into allow, e.g. "GET, PATCH"), or PS_ROUTE_NOT_FOUND. A literal segment wins
- * over a parameter when both match (routes are tried in table order; put literals first). */
+ * are joined into allow, e.g. "GET, PATCH"), or PS_ROUTE_NOT_FOUND. Routes are tried in
+ * table order and the first whose pattern matches the path and whose method is method wins;
+ * nothing ranks a literal segment above a parameter. So a literal route must come before a
+ * parameter route that also matches its paths ("/users/me" before "/users/{id}"): listed
+ * after it, the literal route is never reached for that method ("me" becomes the id). */
 int ps_router_match(const ps_router_t *r, const char *method, const char *path,
                     ps_param_t *params, int *nparams, char *allow, size_t allowlen);
 

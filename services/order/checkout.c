@@ -142,21 +142,20 @@ static void on_reserve(const order_call_result_t *r, void *arg) {
   const char *field = NULL;
   order_failure_t f = {.from = ORDER_STEP_PENDING, .payment_status = "none"};
   if (r->err == 0 && r->status == 409) {
-    f = (order_failure_t){f.from, f.payment_status, 409, "insufficient-stock", "Insufficient stock",
-                          NULL, upstream_detail(req, r, "not enough stock", &field)};
+    f.problem = PS_PROBLEM_INSUFFICIENT_STOCK;
+    f.detail = upstream_detail(req, r, "not enough stock", &field);
   } else if (r->err == 0 && r->status == 404) {
-    f = (order_failure_t){f.from, f.payment_status, 404, "not-found", "Not found", NULL,
-                          upstream_detail(req, r, "a product does not exist", &field)};
+    f.problem = PS_PROBLEM_NOT_FOUND;
+    f.detail = upstream_detail(req, r, "a product does not exist", &field);
   } else if (r->err == 0 && r->status >= 400 && r->status < 500) {
-    f = (order_failure_t){f.from, f.payment_status, 400, "validation", "Invalid input", NULL,
-                          upstream_detail(req, r, "the product service refused the items", &field)};
+    f.problem = PS_PROBLEM_VALIDATION;
+    f.detail = upstream_detail(req, r, "the product service refused the items", &field);
   } else if (r->err == PS_ETIMEOUT || r->status == 504) {
-    f = (order_failure_t){f.from, f.payment_status, 504, "upstream-timeout",
-                          "Upstream service timed out", NULL,
-                          "the product service did not answer in time"};
+    f.problem = PS_PROBLEM_TIMEOUT;
+    f.detail = "the product service did not answer in time";
   } else {
-    f = (order_failure_t){f.from, f.payment_status, 503, "unavailable", "Service unavailable",
-                          NULL, "the product service is unavailable"};
+    f.problem = PS_PROBLEM_UNAVAILABLE;
+    f.detail = "the product service is unavailable";
   }
   f.field = field;
   order_fail_and_reply(req, &ck->o, &f);
@@ -193,24 +192,24 @@ static void charge_failure(checkout_t *ck, const order_call_result_t *r, json_t 
     f.detail = r->status == 402 ? upstream_detail(req, r, "the payment was declined", &field)
                                 : ps_arena_sprintf(&req->arena, "the payment was declined (%s)",
                                                    code ? code : "declined");
-    f.status = 402, f.slug = "payment-declined", f.title = "Payment declined";
+    f.problem = PS_PROBLEM_PAYMENT_DECLINED;
     f.field = "payment_method";
   } else if (r->err == 0 && r->status == 502 && json_is_object(json_object_get(doc, "payment"))) {
     /* The provider refused for its own reasons (a processing error): recorded as failed. */
     f.detail = upstream_detail(req, r, "the payment provider failed", &field);
-    f.status = 502, f.slug = "upstream", f.title = "Upstream service failed";
+    f.problem = PS_PROBLEM_UPSTREAM;
   } else if (r->err == 0 && r->status >= 400 && r->status < 500) {
     f.detail = upstream_detail(req, r, "the payment service refused the charge", &field);
-    f.status = 422, f.slug = "payment-rejected", f.title = "Payment rejected";
+    f.problem = PS_PROBLEM_PAYMENT_REJECTED;
     f.field = field ? field : "payment_method";
   } else if (r->err == PS_ETIMEOUT || r->status == 504) {
     f.payment_status = "unknown";
-    f.status = 504, f.slug = "upstream-timeout", f.title = "Upstream service timed out";
+    f.problem = PS_PROBLEM_TIMEOUT;
     f.detail = "the payment service did not answer in time; the order failed and any charge "
                "will be refunded";
   } else {
     f.payment_status = "unknown";
-    f.status = 503, f.slug = "unavailable", f.title = "Service unavailable";
+    f.problem = PS_PROBLEM_UNAVAILABLE;
     f.detail = "the payment service is unavailable; the order failed and stock was released";
   }
   order_fail_and_reply(req, &ck->o, &f);

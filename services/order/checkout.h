@@ -4,6 +4,7 @@
 #ifndef POLYSHOP_ORDER_CHECKOUT_H
 #define POLYSHOP_ORDER_CHECKOUT_H
 #include "order.h"
+#include "polyshop/problem.h"
 
 /* One line of a checkout body, as the client sent it (strings in the request's arena). */
 typedef struct {
@@ -20,8 +21,8 @@ int order_payment_method_or_reply(ps_req_t *req, json_t *body, json_t **out, con
 
 /* --- answers (routes.c) ----------------------------------------------------------------- */
 /* A problem document as text, for answers that are stored with the order and replayed. */
-char *order_problem_text(ps_req_t *req, int status, const char *slug, const char *title,
-                         const char *field, const char *detail);
+char *order_problem_text(ps_req_t *req, ps_problem_t problem, const char *field,
+                         const char *detail);
 /* Sends stored answer text (problem+json from 400 on, with Retry-After on 503). */
 void order_reply_text(ps_req_t *req, int status, const char *text);
 /* The answer for an order whose first request is over, from its current state. */
@@ -45,8 +46,8 @@ int order_checkout_persist_or_reply(ps_req_t *req, order_t *o, const discount_t 
 typedef struct {
   const char *from;           /* the saga step the order is at */
   const char *payment_status; /* none, failed, unknown */
-  int status;
-  const char *slug, *title, *field, *detail;
+  ps_problem_t problem;
+  const char *field, *detail;
 } order_failure_t;
 
 /* Fails o (the answer stored with it), gives back its stock (and money when the payment's

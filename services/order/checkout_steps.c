@@ -165,10 +165,11 @@ static void release_done(ps_req_t *req, int rc, void *arg) {
 
 void order_fail_and_reply(ps_req_t *req, order_t *o, const order_failure_t *why) {
   order_thread_t *t = THREAD(req);
-  char *text = order_problem_text(req, why->status, why->slug, why->title, why->field, why->detail);
+  char *text = order_problem_text(req, why->problem, why->field, why->detail);
+  int status = ps_problem_status(why->problem);
   order_change_t c = {.id = o->id, .expect_step = why->from, .step = ORDER_STEP_RELEASING,
                       .status = "failed", .payment_status = why->payment_status,
-                      .failure = why->detail, .response_status = why->status,
+                      .failure = why->detail, .response_status = status,
                       .response_body = text};
   c.now = order_now();
   order_event(&req->arena, &c, "order_status_changed", o, "new", "failed");
@@ -177,7 +178,7 @@ void order_fail_and_reply(ps_req_t *req, order_t *o, const order_failure_t *why)
     o->saga_step = ORDER_STEP_RELEASING;
     o->payment_status = why->payment_status;
     failed_t *f = ps_arena_alloc(&req->arena, sizeof(*f));
-    *f = (failed_t){.o = o, .text = text, .status = why->status};
+    *f = (failed_t){.o = o, .text = text, .status = status};
     order_offload(req, release_run, release_done, f);
     return;
   }

@@ -19,23 +19,21 @@
 
 /* --- small helpers ---------------------------------------------------------------------- */
 
-/* A problem document as text (for answers that are stored and replayed, and for statuses the
- * core's problem table has no entry for, like 402). */
-char *order_problem_text(ps_req_t *req, int status, const char *slug, const char *title,
-                          const char *field, const char *detail) {
-  json_t *p = json_pack("{s:s, s:s, s:i, s:s, s:s*, s:s*}", "type",
-                        ps_arena_sprintf(&req->arena, "urn:polyshop:problem:%s", slug), "title",
-                        title, "status", status, "detail", detail, "field", field, "request_id",
-                        req->request_id);
+/* A problem document as text, for answers that are stored and replayed. */
+char *order_problem_text(ps_req_t *req, ps_problem_t problem, const char *field,
+                         const char *detail) {
+  json_t *p = ps_problem_json(req, problem, field, detail);
   char *text = ps_json_dump(&req->arena, p);
   json_decref(p);
   return text;
 }
 
+/* Sends a stored answer; errors leave through the core's problem sender. */
 void order_reply_text(ps_req_t *req, int status, const char *text) {
-  if (status == 503) ps_reply_header(req, "Retry-After", "1");
-  ps_reply_raw(req, status, status >= 400 ? "application/problem+json" : "application/json",
-               text, strlen(text));
+  if (status >= 400)
+    ps_reply_problem_text(req, status, text);
+  else
+    ps_reply_raw(req, status, "application/json", text, strlen(text));
 }
 
 static void reply_order(ps_req_t *req, int status, const order_t *o) {
@@ -61,8 +59,8 @@ static int order_or_reply(ps_req_t *req, order_t *o) {
 void order_reply_from_state(ps_req_t *req, const order_t *o) {
   if (strcmp(o->saga_step, ORDER_STEP_RELEASING) == 0 ||
       strcmp(o->saga_step, ORDER_STEP_RELEASED) == 0) {
-    order_reply_text(req, 409, order_problem_text(req, 409, "order-failed", "Order failed", NULL,
-                                      o->failure ? o->failure : "the order failed"));
+    order_reply_text(req, 409, order_problem_text(req, PS_PROBLEM_ORDER_FAILED, NULL,
+                                                  o->failure ? o->failure : "the order failed"));
   } else if (strcmp(o->saga_step, ORDER_STEP_PENDING) == 0 ||
              strcmp(o->saga_step, ORDER_STEP_RESERVED) == 0) {
     ps_reply_header(req, "Retry-After", "1");

@@ -1,8 +1,11 @@
-/* saga.c - the checkout saga's steps that talk to other services (reserve, commit, release,
- * charge lookup, refund), the recovery worker that finishes or compensates orders left
- * mid-way by a crash, and the outbox relay that delivers order events. The handler in
- * routes.c and the recovery worker share these steps; every step is idempotent and every
- * state change is a compare-and-set in the store, so the two can race without harm. */
+/* saga.c - the checkout saga's calls to other services and the steps they share with the
+ * recovery pass and the compensations: the call helpers (blocking for pool threads, started
+ * on the loop for the checkout in checkout.c), reservation commit and release, the payment
+ * lookup by order id, refunds, the store's side of a commit, the recovery pass that finishes
+ * or compensates orders left mid-way by a crash (run on a pool thread, main.c), the outbox
+ * relay that delivers order events, and the order's JSON and events. Every step is
+ * idempotent and every state change is a compare-and-set in the store, so the checkout and
+ * the recovery pass can race without harm. */
 #include <event2/event.h>
 #include <sodium.h>
 #include <stdio.h>

@@ -1,8 +1,9 @@
 /* store.h - what the order service needs from its store, whatever the engine: orders with
  * their items and saga state, and the outbox of events, written together in one transaction.
  *
- * One order_store_t is opened per event-loop thread (SQLite: one connection each), so calls
- * need no locking of their own. Strings filled into out-structures come from the arena passed
+ * An order_store_t is not thread-safe: each thread calls its own. PostgreSQL: one connection
+ * per event-loop thread. SQLite: the loops share one connection, each through its own
+ * order_store_timed() wrapper that holds a shared lock around every call (main.c). Strings filled into out-structures come from the arena passed
  * in and live as long as it. Every call returns 0 or a PS_E* code: PS_ENOTFOUND, PS_EEXISTS
  * (the user already used the Idempotency-Key), PS_ECONFLICT (a compare-and-set found another
  * state), PS_ESTORE / PS_EUNAVAIL for engine failures.

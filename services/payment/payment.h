@@ -31,7 +31,7 @@ typedef struct {
   const char *webhook_secret;          /* STRIPE_WEBHOOK_SECRET, or NULL: webhooks refused */
   int64_t webhook_tolerance;           /* seconds */
   int64_t claim_stale_after;           /* seconds after which a pending key is taken over */
-  long busy_wait_ms;                   /* how long a duplicate waits for the first to finish */
+  long busy_wait_ms; /* unused since issue 9 (a duplicate is answered at once); main.c to drop it */
   int64_t idem_retention;              /* seconds an answered Idempotency-Key is kept */
   int64_t event_retention;             /* seconds a webhook event id is kept */
   struct ps_histogram *metrics[M__COUNT]; /* owned by the metrics registry; NULL entries skip */

@@ -25,7 +25,6 @@
 #define STORE(req) (THR(req)->store)
 #define PROVIDER(req) (THR(req)->provider)
 
-#define PROBLEM_PREFIX "urn:polyshop:problem:"
 #define CT_JSON "application/json"
 #define CT_PROBLEM "application/problem+json"
 
@@ -92,15 +91,6 @@ static json_t *refund_json(ps_arena_t *a, const refund_t *r) {
                    "updated_at", iso_time(a, r->updated_at));
 }
 
-/* An RFC 9457 problem body (for answers that are stored, or carry extension members). */
-static json_t *problem_json(ps_req_t *req, int status, const char *slug, const char *title,
-                            const char *detail) {
-  return json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type",
-                   ps_arena_sprintf(&req->arena, PROBLEM_PREFIX "%s", slug), "title", title,
-                   "status", status, "detail", detail, "instance", req->path, "request_id",
-                   req->request_id);
-}
-
 /* Dumps v (reference taken) into the arena. */
 static char *dump(ps_req_t *req, json_t *v) {
   char *text = ps_json_dump(&req->arena, v);
@@ -108,8 +98,13 @@ static char *dump(ps_req_t *req, json_t *v) {
   return text;
 }
 
+/* Sends an answer built as text (to be stored with its key); an error goes out through the
+ * core's problem sender like every other. */
 static void send_text(ps_req_t *req, int status, const char *ctype, const char *body) {
-  ps_reply_raw(req, status, ctype, body, strlen(body));
+  if (status >= 400)
+    ps_reply_problem_text(req, status, body);
+  else
+    ps_reply_raw(req, status, ctype, body, strlen(body));
 }
 
 /* The order service (X-Internal-Token) or an admin, by the core's one rule
@@ -131,12 +126,10 @@ static void send_stored(ps_req_t *req, const idem_t *idem) {
   send_text(req, idem->response_status, idem->response_type, idem->response_body);
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-/* Answers a claim that cannot go ahead (done, busy, mismatch); returns 1 when it answered. */
+/* Answers a claim that cannot go ahead (done, busy, mismatch); returns 1 when it answered.
+ * A key whose first request is still running is answered at once, never waited for on the
+ * loop: 503 idempotency-in-progress with Retry-After, which the core client retries for an
+ * idempotent POST (docs/payment.md). */
 static int claim_answered(ps_req_t *req, claim_t outcome, const idem_t *idem) {
   switch (outcome) {
     case CLAIM_DONE: send_stored(req, idem); return 1;
@@ -145,9 +138,9 @@ static int claim_answered(ps_req_t *req, claim_t outcome, const idem_t *idem) {
                        "this Idempotency-Key was used with a different request");
       return 1;
     case CLAIM_BUSY:
-      ps_reply_header(req, "Retry-After", "1");
-      ps_reply_problem(req, PS_PROBLEM_CONFLICT, "Idempotency-Key",
-                       "a request with this Idempotency-Key is still being processed");
+      ps_reply_problem(req, PS_PROBLEM_IDEMPOTENCY_IN_PROGRESS, "Idempotency-Key",
+                       "a request with this Idempotency-Key is still being processed; retry "
+                       "after Retry-After for its answer");
       return 1;
     default: return 0;
   }
@@ -223,8 +216,8 @@ static int charge_answer(ps_req_t *req, payment_t *p, const provider_result_t *r
   int status = declined ? 402 : 502;
   const char *msg = res->message && *res->message ? res->message
                     : declined ? "the card was declined" : "the payment provider failed";
-  json_t *pb = problem_json(req, status, declined ? "payment-declined" : "upstream",
-                            declined ? "Payment declined" : "Upstream service failed", msg);
+  json_t *pb = ps_problem_json(req, declined ? PS_PROBLEM_PAYMENT_DECLINED : PS_PROBLEM_UPSTREAM,
+                               NULL, msg);
   json_object_set_new(pb, "code", json_string(p->failure_code));
   json_object_set_new(pb, "payment_id", json_string(p->id));
   json_object_set_new(pb, "payment", payment_json(&req->arena, p));
@@ -248,9 +241,78 @@ static int ask_provider(ps_req_t *req, const payment_t *pay, const char *card, c
   return rc;
 }
 
+/* Claims the Idempotency-Key for the new payment p, or answers: the stored answer, a
+ * mismatch, the key in progress, a store failure. Returns 0 when this request goes on to
+ * charge *pay (p, or the pending payment of an attempt that never finished). */
+static int claim_or_reply(ps_req_t *req, const char *scope, const char *key, const char *hash,
+                          payment_t *p, idem_t *idem, payment_t *pay) {
+  claim_t outcome;
+  unsigned long long t0 = ps_now_ns();
+  int rc = ledger_charge_claim(STORE(req), &req->arena, scope, key, hash, p, p->created_at,
+                               SVC(req)->claim_stale_after, &outcome, idem, pay);
+  took(req, M_CHARGE_CLAIM, t0);
+  if (rc) {
+    ps_reply_error(req, rc, "the payment store failed");
+    return rc;
+  }
+  return claim_answered(req, outcome, idem) ? PS_EEXISTS : 0;
+}
+
+/* The outcome of pending payment pay: as recorded when the provider's webhook settled it
+ * meanwhile, else the provider's answer. When that is unknown, the key is given back, the
+ * 502/504 sent, and non-zero returned. */
+static int settle_or_reply(ps_req_t *req, const payment_t *pay, idem_t *idem, const char *card,
+                           const char *token, provider_result_t *res) {
+  if (strcmp(pay->status, PAYMENT_PENDING) != 0) {
+    /* A retry of a charge that the provider's webhook settled meanwhile: answer from what
+     * is recorded, without asking the provider again. */
+    int ok = strcmp(pay->status, PAYMENT_FAILED) != 0;
+    *res = (provider_result_t){.outcome = ok ? PROVIDER_SUCCEEDED : PROVIDER_DECLINED,
+                               .ref = pay->provider_ref, .code = pay->failure_code,
+                               .message = "", .captured = pay->captured};
+    return 0;
+  }
+  int rc = ask_provider(req, pay, card, token, res);
+  if (rc == 0) return 0;
+  /* Unknown outcome: the payment stays pending and the key is given back, so a retry with
+   * the same key charges the same payment with the same provider key (never twice). */
+  int rel = ledger_idem_release(STORE(req), idem);
+  if (rel) ps_log(PS_LOG_ERROR, req->request_id, "releasing key of payment %s: %s", pay->id, ps_strerror(rel));
+  ps_reply_header(req, "Retry-After", "1");
+  if (rc == PS_ETIMEOUT)
+    ps_reply_problem(req, PS_PROBLEM_TIMEOUT, NULL, "the payment provider did not answer in time; retry with the same Idempotency-Key");
+  else
+    ps_reply_problem(req, PS_PROBLEM_UPSTREAM, NULL, "the payment provider is unreachable (%s); retry with the same Idempotency-Key", ps_strerror(rc));
+  return rc;
+}
+
+/* Records the settled charge with the answer for its key, then sends that answer. */
+static void finish_charge(ps_req_t *req, payment_t *pay, const idem_t *idem,
+                          const provider_result_t *res) {
+  const char *ctype, *text;
+  payment_t settled = *pay;
+  int status = charge_answer(req, pay, res, &ctype, &text);
+  if (strcmp(settled.status, PAYMENT_PENDING) != 0 && status == 201) {
+    /* Show it as recorded (it may have been refunded since), not as freshly captured. */
+    *pay = settled;
+    text = dump(req, payment_json(&req->arena, pay));
+  }
+  unsigned long long t0 = ps_now_ns();
+  int rc = ledger_charge_finish(STORE(req), &req->arena, pay, idem, status, ctype, text, now_s());
+  took(req, M_CHARGE_FINISH, t0);
+  if (rc) {
+    /* The provider acted but we could not record it: the claim goes stale and a retry with
+     * the key asks the provider again under the same provider key. */
+    ps_log(PS_LOG_ERROR, req->request_id, "recording payment %s failed: %s", pay->id, ps_strerror(rc));
+    ps_reply_error(req, rc, "the payment store failed; retry with the same Idempotency-Key");
+    return;
+  }
+  if (status == 201)
+    ps_reply_header(req, "Location", ps_arena_sprintf(&req->arena, "/api/v1/payments/%s", pay->id));
+  send_text(req, status, ctype, text);
+}
+
 static void charge(ps_req_t *req, int internal) {
-  payment_service_t *svc = SVC(req);
-  payment_store_t *st = STORE(req);
   provider_t *prov = PROVIDER(req);
   const char *key, *card = NULL, *token = NULL;
   int64_t now = now_s();
@@ -267,71 +329,13 @@ static void charge(ps_req_t *req, int internal) {
   }
   const char *scope = internal ? "internal" : req->claims.sub;
   const char *hash = ledger_request_hash(&req->arena, "charge", req->json);
-
-  claim_t outcome;
   idem_t idem;
   payment_t pay;
-  int rc;
-  long waited = 0;
-  for (;;) {
-    unsigned long long t0 = ps_now_ns();
-    rc = ledger_charge_claim(st, &req->arena, scope, key, hash, &p, now, svc->claim_stale_after,
-                             &outcome, &idem, &pay);
-    took(req, M_CHARGE_CLAIM, t0);
-    if (rc || outcome != CLAIM_BUSY || waited >= svc->busy_wait_ms) break;
-    /* The first request with this key is charging on another thread or replica; its answer
-     * is usually a few milliseconds away. */
-    sleep_ms(10);
-    waited += 10;
-    now = now_s();
-  }
-  if (rc) {
-    ps_reply_error(req, rc, "the payment store failed");
-    return;
-  }
-  if (claim_answered(req, outcome, &idem)) return;
-
   provider_result_t res;
-  if (strcmp(pay.status, PAYMENT_PENDING) != 0) {
-    /* A retry of a charge that the provider's webhook settled meanwhile: answer from what
-     * is recorded, without asking the provider again. */
-    int ok = strcmp(pay.status, PAYMENT_FAILED) != 0;
-    res = (provider_result_t){.outcome = ok ? PROVIDER_SUCCEEDED : PROVIDER_DECLINED,
-                              .ref = pay.provider_ref, .code = pay.failure_code, .message = "",
-                              .captured = pay.captured};
-  } else if ((rc = ask_provider(req, &pay, card, token, &res))) {
-    /* Unknown outcome: the payment stays pending and the key is given back, so a retry with
-     * the same key charges the same payment with the same provider key (never twice). */
-    int rel = ledger_idem_release(st, &idem);
-    if (rel) ps_log(PS_LOG_ERROR, req->request_id, "releasing key of payment %s: %s", pay.id, ps_strerror(rel));
-    ps_reply_header(req, "Retry-After", "1");
-    if (rc == PS_ETIMEOUT)
-      ps_reply_problem(req, PS_PROBLEM_TIMEOUT, NULL, "the payment provider did not answer in time; retry with the same Idempotency-Key");
-    else
-      ps_reply_problem(req, PS_PROBLEM_UPSTREAM, NULL, "the payment provider is unreachable (%s); retry with the same Idempotency-Key", ps_strerror(rc));
+  if (claim_or_reply(req, scope, key, hash, &p, &idem, &pay) ||
+      settle_or_reply(req, &pay, &idem, card, token, &res))
     return;
-  }
-  const char *ctype, *text;
-  payment_t settled = pay;
-  int status = charge_answer(req, &pay, &res, &ctype, &text);
-  if (strcmp(settled.status, PAYMENT_PENDING) != 0 && status == 201) {
-    /* Show it as recorded (it may have been refunded since), not as freshly captured. */
-    pay = settled;
-    text = dump(req, payment_json(&req->arena, &pay));
-  }
-  unsigned long long t0 = ps_now_ns();
-  rc = ledger_charge_finish(st, &req->arena, &pay, &idem, status, ctype, text, now_s());
-  took(req, M_CHARGE_FINISH, t0);
-  if (rc) {
-    /* The provider acted but we could not record it: the claim goes stale and a retry with
-     * the key asks the provider again under the same provider key. */
-    ps_log(PS_LOG_ERROR, req->request_id, "recording payment %s failed: %s", pay.id, ps_strerror(rc));
-    ps_reply_error(req, rc, "the payment store failed; retry with the same Idempotency-Key");
-    return;
-  }
-  if (status == 201)
-    ps_reply_header(req, "Location", ps_arena_sprintf(&req->arena, "/api/v1/payments/%s", pay.id));
-  send_text(req, status, ctype, text);
+  finish_charge(req, &pay, &idem, &res);
 }
 
 enum { PURGE_EVERY = 600, PURGE_BATCH = 500 };
@@ -468,93 +472,82 @@ static void handle_list(ps_req_t *req) {
 
 /* --- refunds ---------------------------------------------------------------------------- */
 
-static void handle_refund(ps_req_t *req) {
-  static const char *const allowed[] = {"amount", "reason", NULL};
-  payment_service_t *svc = SVC(req);
-  payment_store_t *st = STORE(req);
-  provider_t *prov = PROVIDER(req);
-  const char *key, *reason = NULL;
-  int rc;
-  long long amount = 0;
-  int present = 0;
+/* A refund request as read: the key (NULL without one), the amount (0: all that is left),
+ * the reason and the body the key's request hash is taken over. */
+typedef struct {
+  const char *key, *reason, *payment_id, *hash;
+  long long amount;
   json_t *body;
-  if (internal_or_admin_or_reply(req) || ps_idempotency_key_or_reply(req, 0, &key)) return;
+} refund_in_t;
+
+static int refund_input_or_reply(ps_req_t *req, refund_in_t *in) {
+  static const char *const allowed[] = {"amount", "reason", NULL};
+  int present = 0;
+  *in = (refund_in_t){0};
+  if (internal_or_admin_or_reply(req) || ps_idempotency_key_or_reply(req, 0, &in->key))
+    return PS_EINVAL;
   if (req->body_len == 0) {
-    body = json_object(); /* no body: refund everything left */
-    ps_arena_defer(&req->arena, decref_cb, body);
-  } else if (ps_json_body_or_reply(req, &body) || ps_json_only_keys_or_reply(req, body, allowed) ||
-             ps_json_opt_int_or_reply(req, body, "amount", 1, PS_MONEY_MAX, &amount, &present) ||
-             ps_json_opt_str_or_reply(req, body, "reason", 0, 500, &reason)) {
-    return;
+    in->body = json_object(); /* no body: refund everything left */
+    ps_arena_defer(&req->arena, decref_cb, in->body);
+  } else if (ps_json_body_or_reply(req, &in->body) ||
+             ps_json_only_keys_or_reply(req, in->body, allowed) ||
+             ps_json_opt_int_or_reply(req, in->body, "amount", 1, PS_MONEY_MAX, &in->amount,
+                                      &present) ||
+             ps_json_opt_str_or_reply(req, in->body, "reason", 0, 500, &in->reason)) {
+    return PS_EINVAL;
   }
-  const char *payment_id = ps_req_param(req, "id");
-  if (!payment_id || payment_check_ref(payment_id)) {
+  in->payment_id = ps_req_param(req, "id");
+  if (!in->payment_id || payment_check_ref(in->payment_id)) {
     ps_reply_problem(req, PS_PROBLEM_NOT_FOUND, NULL, "no payment with this id");
-    return;
+    return PS_ENOTFOUND;
   }
   /* A payment is refunded through the provider that took it. */
   payment_t before;
-  rc = st->ops->payment_get(st, &req->arena, payment_id, 0, &before);
-  if (rc == 0 && strcmp(before.provider, prov->ops->name) != 0) {
+  const char *mine = PROVIDER(req)->ops->name;
+  if (STORE(req)->ops->payment_get(STORE(req), &req->arena, in->payment_id, 0, &before) == 0 &&
+      strcmp(before.provider, mine) != 0) {
     ps_reply_problem(req, PS_PROBLEM_CONFLICT, NULL, "this payment was made through %s, not %s",
-                     before.provider, prov->ops->name);
-    return;
+                     before.provider, mine);
+    return PS_ECONFLICT;
   }
-  const char *hash = key ? ledger_request_hash(&req->arena,
-                                               ps_arena_sprintf(&req->arena, "refund:%s", payment_id), body)
-                         : NULL;
+  if (in->key)
+    in->hash = ledger_request_hash(&req->arena,
+                                   ps_arena_sprintf(&req->arena, "refund:%s", in->payment_id),
+                                   in->body);
+  return 0;
+}
+
+/* Reserves the refund's amount (and claims its key), or answers why not. */
+static int refund_reserve_or_reply(ps_req_t *req, const refund_in_t *in, idem_t *idem,
+                                   payment_t *pay, refund_t *refund) {
   claim_t outcome;
-  idem_t idem = {0};
-  payment_t pay;
-  refund_t refund;
   const char *why;
-  long waited = 0;
-  for (;;) {
-    unsigned long long t0 = ps_now_ns();
-    rc = ledger_refund_reserve(st, &req->arena, payment_id, present ? amount : 0,
-                               ps_uuid_v4(&req->arena), reason, key, hash, now_s(),
-                               svc->claim_stale_after, &outcome, &idem, &pay, &refund, &why);
-    took(req, M_REFUND_RESERVE, t0);
-    if (rc || outcome != CLAIM_BUSY || waited >= svc->busy_wait_ms) break;
-    sleep_ms(10);
-    waited += 10;
-  }
-  if (rc == PS_ENOTFOUND) {
-    ps_reply_problem(req, PS_PROBLEM_NOT_FOUND, NULL, "no payment with this id");
-    return;
-  }
-  if (rc == PS_ECONFLICT && why) {
-    ps_reply_problem(req, PS_PROBLEM_CONFLICT, present ? "amount" : NULL, "%s", why);
-    return;
-  }
-  if (rc) {
-    ps_reply_error(req, rc, "the payment store failed");
-    return;
-  }
-  if (claim_answered(req, outcome, &idem)) return;
-  provider_result_t res;
   unsigned long long t0 = ps_now_ns();
-  rc = prov->ops->refund(prov, &req->arena, pay.provider_ref, refund.amount,
-                         ps_arena_sprintf(&req->arena, "polyshop-refund-%s", refund.id), &res);
-  took(req, M_PROVIDER_REFUND, t0);
-  if (rc) {
-    /* Unknown outcome: the refund stays pending and its amount reserved (never refund more
-     * than captured); with a key, a retry resumes it under the same provider key. */
-    if (key) ledger_idem_release(st, &idem);
-    ps_reply_header(req, "Retry-After", "1");
-    ps_reply_problem(req, rc == PS_ETIMEOUT ? PS_PROBLEM_TIMEOUT : PS_PROBLEM_UPSTREAM, NULL,
-                     "the payment provider did not settle refund %s (%s)%s", refund.id,
-                     ps_strerror(rc), key ? "; retry with the same Idempotency-Key" : "");
-    return;
-  }
-  int ok = res.outcome == PROVIDER_SUCCEEDED;
-  int status = ok ? 201 : 502;
-  /* The answer shows the payment as it will be once the refund is recorded. */
-  payment_t after = pay;
-  refund_t rafter = refund;
+  int rc = ledger_refund_reserve(STORE(req), &req->arena, in->payment_id, in->amount,
+                                 ps_uuid_v4(&req->arena), in->reason, in->key, in->hash, now_s(),
+                                 SVC(req)->claim_stale_after, &outcome, idem, pay, refund, &why);
+  took(req, M_REFUND_RESERVE, t0);
+  if (rc == PS_ENOTFOUND)
+    ps_reply_problem(req, PS_PROBLEM_NOT_FOUND, NULL, "no payment with this id");
+  else if (rc == PS_ECONFLICT && why)
+    ps_reply_problem(req, PS_PROBLEM_CONFLICT, in->amount ? "amount" : NULL, "%s", why);
+  else if (rc)
+    ps_reply_error(req, rc, "the payment store failed");
+  else if (claim_answered(req, outcome, idem))
+    return PS_EEXISTS;
+  return rc;
+}
+
+/* The answer to a refund the provider settled (ok) or refused; returns its status. It shows
+ * the payment as it will be once the refund is recorded. */
+static int refund_answer(ps_req_t *req, const payment_t *pay, const refund_t *refund,
+                         const provider_result_t *res, const char **ctype, const char **text) {
+  int ok = res->outcome == PROVIDER_SUCCEEDED;
+  payment_t after = *pay;
+  refund_t rafter = *refund;
   rafter.status = ok ? REFUND_SUCCEEDED : REFUND_FAILED;
-  rafter.provider_ref = ok ? res.ref : "";
-  if (!ok) after.refunded -= refund.amount;
+  rafter.provider_ref = ok ? res->ref : "";
+  if (!ok) after.refunded -= refund->amount;
   after.status = after.refunded <= 0 ? PAYMENT_SUCCEEDED
                  : after.refunded >= after.captured ? PAYMENT_REFUNDED
                                                     : PAYMENT_PARTIALLY_REFUNDED;
@@ -563,16 +556,45 @@ static void handle_refund(ps_req_t *req) {
     v = refund_json(&req->arena, &rafter);
     json_object_set_new(v, "payment", payment_json(&req->arena, &after));
   } else {
-    v = problem_json(req, 502, "upstream", "Upstream service failed",
-                     *res.message ? res.message : "the payment provider refused the refund");
-    json_object_set_new(v, "code", json_string(res.code));
-    json_object_set_new(v, "refund_id", json_string(refund.id));
+    v = ps_problem_json(req, PS_PROBLEM_UPSTREAM, NULL,
+                        *res->message ? res->message : "the payment provider refused the refund");
+    json_object_set_new(v, "code", json_string(res->code));
+    json_object_set_new(v, "refund_id", json_string(refund->id));
   }
-  const char *ctype = ok ? CT_JSON : CT_PROBLEM;
-  const char *text = dump(req, v);
+  *ctype = ok ? CT_JSON : CT_PROBLEM;
+  *text = dump(req, v);
+  return ok ? 201 : 502;
+}
+
+static void handle_refund(ps_req_t *req) {
+  payment_store_t *st = STORE(req);
+  provider_t *prov = PROVIDER(req);
+  refund_in_t in;
+  idem_t idem = {0};
+  payment_t pay;
+  refund_t refund;
+  if (refund_input_or_reply(req, &in) || refund_reserve_or_reply(req, &in, &idem, &pay, &refund))
+    return;
+  provider_result_t res;
+  unsigned long long t0 = ps_now_ns();
+  int rc = prov->ops->refund(prov, &req->arena, pay.provider_ref, refund.amount,
+                             ps_arena_sprintf(&req->arena, "polyshop-refund-%s", refund.id), &res);
+  took(req, M_PROVIDER_REFUND, t0);
+  if (rc) {
+    /* Unknown outcome: the refund stays pending and its amount reserved (never refund more
+     * than captured); with a key, a retry resumes it under the same provider key. */
+    if (in.key) ledger_idem_release(st, &idem);
+    ps_reply_header(req, "Retry-After", "1");
+    ps_reply_problem(req, rc == PS_ETIMEOUT ? PS_PROBLEM_TIMEOUT : PS_PROBLEM_UPSTREAM, NULL,
+                     "the payment provider did not settle refund %s (%s)%s", refund.id,
+                     ps_strerror(rc), in.key ? "; retry with the same Idempotency-Key" : "");
+    return;
+  }
+  const char *ctype, *text;
+  int status = refund_answer(req, &pay, &refund, &res, &ctype, &text);
   t0 = ps_now_ns();
-  rc = ledger_refund_finish(st, &req->arena, &pay, &refund, ok, res.ref, key ? &idem : NULL,
-                            status, ctype, text, now_s());
+  rc = ledger_refund_finish(st, &req->arena, &pay, &refund, status == 201, res.ref,
+                            in.key ? &idem : NULL, status, ctype, text, now_s());
   took(req, M_REFUND_FINISH, t0);
   if (rc) {
     ps_log(PS_LOG_ERROR, req->request_id, "recording refund %s failed: %s", refund.id, ps_strerror(rc));

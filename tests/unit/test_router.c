@@ -39,6 +39,37 @@ static void test_literal_before_param(void **state) {
   assert_memory_equal(p[0].value, "42", 2);
 }
 
+/* The rule router.h documents: the first route in table order whose pattern and method match
+ * wins; a literal segment has no rank of its own over a parameter. */
+static void test_table_order_decides(void **state) {
+  (void)state;
+  static const char *const m[] = {"GET", "GET", "PATCH"};
+  static const char *const pat[] = {"/users/{id}", "/users/me", "/users/me"};
+  ps_router_t r;
+  ps_param_t p[PS_ROUTE_MAX_PARAMS];
+  int n;
+  char allow[64];
+  assert_int_equal(ps_router_init(&r, m, pat, 3), 0);
+  /* The parameter route is listed first: it takes "me" as an id; the literal GET is unreachable. */
+  assert_int_equal(ps_router_match(&r, "GET", "/users/me", p, &n, allow, sizeof(allow)), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(p[0].name, "id");
+  assert_int_equal(p[0].len, 2);
+  assert_memory_equal(p[0].value, "me", 2);
+  /* A route whose pattern matches but whose method does not is passed over. */
+  assert_int_equal(ps_router_match(&r, "PATCH", "/users/me", p, &n, allow, sizeof(allow)), 2);
+  assert_int_equal(n, 0);
+  ps_router_cleanup(&r);
+
+  /* Listed the other way round, the literal route wins for its path only. */
+  static const char *const pat2[] = {"/users/me", "/users/{id}"};
+  assert_int_equal(ps_router_init(&r, m, pat2, 2), 0);
+  assert_int_equal(ps_router_match(&r, "GET", "/users/me", p, &n, allow, sizeof(allow)), 0);
+  assert_int_equal(n, 0);
+  assert_int_equal(ps_router_match(&r, "GET", "/users/mee", p, &n, allow, sizeof(allow)), 1);
+  ps_router_cleanup(&r);
+}
+
 static void test_two_params(void **state) {
   ps_param_t p[PS_ROUTE_MAX_PARAMS];
   int n;
@@ -87,6 +118,6 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_literal_before_param), cmocka_unit_test(test_two_params),
       cmocka_unit_test(test_not_found_and_method), cmocka_unit_test(test_trailing_slash_and_deep_paths),
-      cmocka_unit_test(test_bad_patterns)};
+      cmocka_unit_test(test_bad_patterns), cmocka_unit_test(test_table_order_decides)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

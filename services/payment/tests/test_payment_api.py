@@ -87,6 +87,28 @@ def charge(svc, token, key=None, order_id=None, amount=1999, currency="EUR", pm=
     return svc.call("POST", "/api/v1/payments", body, token=token, headers=headers, **kw)
 
 
+def in_progress(r):
+    """True when r is the answer to a key whose first request is still running: 503
+    idempotency-in-progress with Retry-After, answered at once (the loop never waits)."""
+    if r.status != 503:
+        return False
+    assert_problem(r, 503, "idempotency-in-progress", field="Idempotency-Key")
+    assert r.headers.get("Retry-After") == "1", r
+    return True
+
+
+def charge_answered(svc, token, key, order_id, **kw):
+    """Charges like a well-behaved client (the order service's does the same): an
+    in-progress answer is asked again after its Retry-After. Returns (final answer, how many
+    in-progress answers came first)."""
+    for busy in range(30):
+        r = charge(svc, token, key=key, order_id=order_id, **kw)
+        if not in_progress(r):
+            return r, busy
+        time.sleep(int(r.headers["Retry-After"]))
+    raise AssertionError("still in progress after 30 tries")
+
+
 # --- charges -------------------------------------------------------------------------------
 
 def test_charge_succeeds(svc, alice):
@@ -221,7 +243,7 @@ def test_hundred_repeats_one_charge(svc, db_dir, alice):
     order = "order-hundred-" + uuid.uuid4().hex[:8]
 
     def once(_):
-        return charge(svc, alice, key=key, order_id=order, amount=4200, timeout=30)
+        return charge_answered(svc, alice, key, order, amount=4200, timeout=30)[0]
 
     answers = [once(0) for _ in range(10)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
@@ -250,7 +272,7 @@ def test_concurrent_first_requests_one_charge(svc, db_dir, bob):
     key = uuid.uuid4().hex
     order = "order-race-" + uuid.uuid4().hex[:8]
     with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
-        answers = list(pool.map(lambda _: charge(svc, bob, key=key, order_id=order, timeout=30),
+        answers = list(pool.map(lambda _: charge_answered(svc, bob, key, order, timeout=30)[0],
                                 range(100)))
     statuses = [r.status for r in answers]
     assert set(statuses) == {201}, statuses
@@ -557,19 +579,29 @@ def test_webhook_settles_pending_payment():
             s.tmp.cleanup()
 
 
-def test_slow_provider_duplicate_waits():
-    """A duplicate arriving while the first request is at the provider waits for its answer."""
+def test_two_concurrent_identical_charges():
+    """Two identical charges at once, the first slow at the provider: one charge. The
+    second is either the first's 201 replayed or the in-progress answer (never a wait on the
+    loop, never a second charge); asked again after Retry-After it is the same 201."""
     with tempfile.TemporaryDirectory(prefix="polyshop-payment-slow-") as d:
         s = start(d, PAYMENT_TEST_DELAY_MS="300")
         try:
             cust = make_token("user-slow")
+            admin = make_token("user-admin", role="admin")
             key = uuid.uuid4().hex
             with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
                 f1 = pool.submit(charge, s, cust, key, "order-slow")
                 time.sleep(0.05)
                 f2 = pool.submit(charge, s, cust, key, "order-slow")
                 r1, r2 = f1.result(), f2.result()
-            assert r1.status == r2.status == 201 and r1.json["id"] == r2.json["id"]
+            assert r1.status == 201, r1
+            assert in_progress(r2) or (r2.status == 201 and r2.body == r1.body), r2
+            r3, _ = charge_answered(s, cust, key, "order-slow")
+            assert r3.status == 201 and r3.body == r1.body and r3.headers.get("Idempotent-Replayed") == "true"
+            items = s.call("GET", "/api/v1/payments?order_id=order-slow", token=cust).json["items"]
+            assert len(items) == 1 and items[0]["id"] == r1.json["id"]
+            v = s.call("GET", "/api/v1/payments/audit/verify", token=admin).json
+            assert v["ok"] and v["entries"] == 1  # one charge, recorded once
         finally:
             s.stop()
             s.tmp.cleanup()

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from polyshop_api import Service, assert_problem
-from test_payment_api import BIN, charge, make_token
+from test_payment_api import BIN, charge, charge_answered, make_token
 
 PG_URL = os.environ.get("POLYSHOP_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="POLYSHOP_TEST_POSTGRES_URL is not set "
@@ -38,7 +38,7 @@ def test_hundred_repeats_one_charge(svc):
     cust = make_token("user-pg-" + uuid.uuid4().hex[:6])
     key, order = uuid.uuid4().hex, "order-pg-" + uuid.uuid4().hex[:8]
     with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
-        answers = list(pool.map(lambda _: charge(svc, cust, key=key, order_id=order, timeout=30),
+        answers = list(pool.map(lambda _: charge_answered(svc, cust, key, order, timeout=30)[0],
                                 range(100)))
     assert {r.status for r in answers} == {201}, [r for r in answers if r.status != 201][:3]
     assert len({r.json["id"] for r in answers}) == 1
