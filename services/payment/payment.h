@@ -47,6 +47,20 @@ typedef struct {
   int64_t last_purge; /* when this thread last purged old keys and events */
 } payment_thread_t;
 
+/* --- provider calls off the loop (provider_call.c) ---------------------------------------- */
+
+/* What a handler does once the provider answered: rc as provider.h's calls return it (0 with
+ * *out filled, or the PS_E* code of an unknown outcome). Runs on the request's loop and must
+ * answer the request. */
+typedef void (*payment_provider_cb)(ps_req_t *req, int rc, void *arg);
+/* Charges (or refunds ref) through the provider: inline when the thread's provider does not
+ * wait, else on a worker-pool thread with a provider of that thread's own, the request
+ * deferred meanwhile. in's strings and out must live in the request's arena. */
+void payment_provider_charge(ps_req_t *req, const provider_charge_t *in, provider_result_t *out,
+                             payment_provider_cb cb, void *arg);
+void payment_provider_refund(ps_req_t *req, const char *ref, int64_t amount, const char *key,
+                             provider_result_t *out, payment_provider_cb cb, void *arg);
+
 extern const ps_route_t payment_routes[];
 extern const size_t payment_nroutes;
 

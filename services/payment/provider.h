@@ -2,9 +2,10 @@
  * (PAYMENT_PROVIDER=test, the embedded default) and Stripe (PAYMENT_PROVIDER=stripe, its
  * HTTP API through libcurl).
  *
- * A provider_t is owned by one event-loop thread (the Stripe one holds a ps_client_t with
+ * A provider_t is owned by one thread (the Stripe one holds a blocking ps_client_t with
  * kept-alive connections); each thread creates its own with provider_new and frees it with
- * p->ops->free.
+ * p->ops->free. A provider that waits (provider_waits) is called only on worker-pool threads
+ * (provider_call.c), never on an event loop.
  *
  * Both calls return 0 when the provider gave a definite answer, whatever it was (the outcome
  * is in out->outcome), or a PS_E* code when the outcome is unknown (PS_ETIMEOUT,
@@ -52,6 +53,8 @@ typedef struct {
   /* Returns amount of the charge ref to the customer. */
   int (*refund)(provider_t *p, ps_arena_t *a, const char *ref, int64_t amount,
                 const char *idempotency_key, provider_result_t *out);
+  /* Nonzero when a call may wait (network, a deliberate delay); zero when it only computes. */
+  int (*waits)(const provider_t *p);
   void (*free)(provider_t *p);
 } provider_ops_t;
 
@@ -71,6 +74,9 @@ typedef struct {
   const char *stripe_key;     /* STRIPE_SECRET_KEY */
   long stripe_timeout_ms;     /* STRIPE_TIMEOUT_MS, default 10000 */
 } provider_config_t;
+
+/* p->ops->waits(p). */
+int provider_waits(const provider_t *p);
 
 /* Creates this thread's provider. Returns 0 or PS_ECONFIG (unknown kind, missing key),
  * PS_EUNAVAIL (libcurl would not start). */

@@ -198,8 +198,11 @@ static void s_free(provider_t *p) {
   ps_free(sp);
 }
 
+/* Every call crosses the network. */
+static int s_waits(const provider_t *p) { return 1; }
+
 static const provider_ops_t stripe_ops = {
-    .name = "stripe", .charge = s_charge, .refund = s_refund, .free = s_free};
+    .name = "stripe", .charge = s_charge, .refund = s_refund, .waits = s_waits, .free = s_free};
 
 int provider_stripe_new(const provider_config_t *cfg, provider_t **out) {
   if (!cfg->stripe_key || !*cfg->stripe_key || strpbrk(cfg->stripe_key, "\r\n"))

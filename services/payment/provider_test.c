@@ -102,8 +102,11 @@ static int t_refund(provider_t *p, ps_arena_t *a, const char *ref, int64_t amoun
 
 static void t_free(provider_t *p) { ps_free(p); }
 
+/* Only a slowed-down test provider waits (on a pool thread, see provider_call.c). */
+static int t_waits(const provider_t *p) { return ((const test_provider_t *)p)->delay_ms > 0; }
+
 static const provider_ops_t test_ops = {
-    .name = "test", .charge = t_charge, .refund = t_refund, .free = t_free};
+    .name = "test", .charge = t_charge, .refund = t_refund, .waits = t_waits, .free = t_free};
 
 int provider_test_new(const provider_config_t *cfg, provider_t **out) {
   test_provider_t *tp = ps_calloc(1, sizeof(*tp));
@@ -114,6 +117,8 @@ int provider_test_new(const provider_config_t *cfg, provider_t **out) {
   *out = &tp->base;
   return 0;
 }
+
+int provider_waits(const provider_t *p) { return p->ops->waits(p); }
 
 int provider_new(const provider_config_t *cfg, provider_t **out) {
   if (!cfg->kind || strcmp(cfg->kind, "test") == 0) return provider_test_new(cfg, out);

@@ -226,21 +226,6 @@ static int charge_answer(ps_req_t *req, payment_t *p, const provider_result_t *r
   return status;
 }
 
-/* Charges pay through this thread's provider under a provider idempotency key derived from
- * the payment id, so every retry of one payment is the same charge at the provider. */
-static int ask_provider(ps_req_t *req, const payment_t *pay, const char *card, const char *token,
-                        provider_result_t *res) {
-  provider_t *prov = PROVIDER(req);
-  unsigned long long t0 = ps_now_ns();
-  provider_charge_t in = {.amount = pay->amount, .currency = pay->currency, .card_number = card,
-                          .token = token,
-                          .idempotency_key = ps_arena_sprintf(&req->arena, "polyshop-%s", pay->id),
-                          .payment_id = pay->id, .order_id = pay->order_id};
-  int rc = prov->ops->charge(prov, &req->arena, &in, res);
-  took(req, M_PROVIDER_CHARGE, t0);
-  return rc;
-}
-
 /* Claims the Idempotency-Key for the new payment p, or answers: the stored answer, a
  * mismatch, the key in progress, a store failure. Returns 0 when this request goes on to
  * charge *pay (p, or the pending payment of an attempt that never finished). */
@@ -258,24 +243,10 @@ static int claim_or_reply(ps_req_t *req, const char *scope, const char *key, con
   return claim_answered(req, outcome, idem) ? PS_EEXISTS : 0;
 }
 
-/* The outcome of pending payment pay: as recorded when the provider's webhook settled it
- * meanwhile, else the provider's answer. When that is unknown, the key is given back, the
- * 502/504 sent, and non-zero returned. */
-static int settle_or_reply(ps_req_t *req, const payment_t *pay, idem_t *idem, const char *card,
-                           const char *token, provider_result_t *res) {
-  if (strcmp(pay->status, PAYMENT_PENDING) != 0) {
-    /* A retry of a charge that the provider's webhook settled meanwhile: answer from what
-     * is recorded, without asking the provider again. */
-    int ok = strcmp(pay->status, PAYMENT_FAILED) != 0;
-    *res = (provider_result_t){.outcome = ok ? PROVIDER_SUCCEEDED : PROVIDER_DECLINED,
-                               .ref = pay->provider_ref, .code = pay->failure_code,
-                               .message = "", .captured = pay->captured};
-    return 0;
-  }
-  int rc = ask_provider(req, pay, card, token, res);
-  if (rc == 0) return 0;
-  /* Unknown outcome: the payment stays pending and the key is given back, so a retry with
-   * the same key charges the same payment with the same provider key (never twice). */
+/* The provider's outcome of a charge is unknown: the payment stays pending and the key is
+ * given back, so a retry with the same key charges the same payment with the same provider
+ * key (never twice). */
+static void reply_charge_unknown(ps_req_t *req, const payment_t *pay, idem_t *idem, int rc) {
   int rel = ledger_idem_release(STORE(req), idem);
   if (rel) ps_log(PS_LOG_ERROR, req->request_id, "releasing key of payment %s: %s", pay->id, ps_strerror(rel));
   ps_reply_header(req, "Retry-After", "1");
@@ -283,7 +254,6 @@ static int settle_or_reply(ps_req_t *req, const payment_t *pay, idem_t *idem, co
     ps_reply_problem(req, PS_PROBLEM_TIMEOUT, NULL, "the payment provider did not answer in time; retry with the same Idempotency-Key");
   else
     ps_reply_problem(req, PS_PROBLEM_UPSTREAM, NULL, "the payment provider is unreachable (%s); retry with the same Idempotency-Key", ps_strerror(rc));
-  return rc;
 }
 
 /* Records the settled charge with the answer for its key, then sends that answer. */
@@ -312,6 +282,46 @@ static void finish_charge(ps_req_t *req, payment_t *pay, const idem_t *idem,
   send_text(req, status, ctype, text);
 }
 
+/* One charge between its claim and its answer, in the request's arena. */
+typedef struct {
+  payment_t pay;
+  idem_t idem;
+  provider_result_t res;
+  unsigned long long t0;
+} charge_t;
+
+static void charged(ps_req_t *req, int rc, void *arg) {
+  charge_t *c = arg;
+  took(req, M_PROVIDER_CHARGE, c->t0);
+  if (rc) {
+    reply_charge_unknown(req, &c->pay, &c->idem, rc);
+    return;
+  }
+  finish_charge(req, &c->pay, &c->idem, &c->res);
+}
+
+/* Charges the claimed payment c->pay, or answers from its record when the provider's webhook
+ * settled it meanwhile (a retry of a charge: the provider is not asked again). */
+static void settle(ps_req_t *req, charge_t *c, const char *card, const char *token) {
+  payment_t *pay = &c->pay;
+  if (strcmp(pay->status, PAYMENT_PENDING) != 0) {
+    int ok = strcmp(pay->status, PAYMENT_FAILED) != 0;
+    c->res = (provider_result_t){.outcome = ok ? PROVIDER_SUCCEEDED : PROVIDER_DECLINED,
+                                 .ref = pay->provider_ref, .code = pay->failure_code,
+                                 .message = "", .captured = pay->captured};
+    finish_charge(req, pay, &c->idem, &c->res);
+    return;
+  }
+  /* Under a provider idempotency key derived from the payment id, so every retry of one
+   * payment is the same charge at the provider. */
+  provider_charge_t in = {.amount = pay->amount, .currency = pay->currency, .card_number = card,
+                          .token = token,
+                          .idempotency_key = ps_arena_sprintf(&req->arena, "polyshop-%s", pay->id),
+                          .payment_id = pay->id, .order_id = pay->order_id};
+  c->t0 = ps_now_ns();
+  payment_provider_charge(req, &in, &c->res, charged, c);
+}
+
 static void charge(ps_req_t *req, int internal) {
   provider_t *prov = PROVIDER(req);
   const char *key, *card = NULL, *token = NULL;
@@ -329,19 +339,16 @@ static void charge(ps_req_t *req, int internal) {
   }
   const char *scope = internal ? "internal" : req->claims.sub;
   const char *hash = ledger_request_hash(&req->arena, "charge", req->json);
-  idem_t idem;
-  payment_t pay;
-  provider_result_t res;
-  if (claim_or_reply(req, scope, key, hash, &p, &idem, &pay) ||
-      settle_or_reply(req, &pay, &idem, card, token, &res))
-    return;
-  finish_charge(req, &pay, &idem, &res);
+  charge_t *c = ps_arena_alloc(&req->arena, sizeof(*c));
+  memset(c, 0, sizeof(*c));
+  if (claim_or_reply(req, scope, key, hash, &p, &c->idem, &c->pay)) return;
+  settle(req, c, card, token);
 }
 
 enum { PURGE_EVERY = 600, PURGE_BATCH = 500 };
 
 /* Forgets answered keys and webhook event ids past their retention, a bounded batch at a
- * time and at most every ten minutes per thread, after the answer has been sent. */
+ * time and at most every ten minutes per thread. */
 static void purge_old(ps_req_t *req) {
   payment_thread_t *t = THR(req);
   int64_t now = now_s();
@@ -356,16 +363,18 @@ static void purge_old(ps_req_t *req) {
     ps_log(PS_LOG_INFO, req->request_id, "purged %d old idempotency keys and webhook events", n);
 }
 
+/* The purge runs before the charge: once the charge is started, the request may already be
+ * answered and released when charge() returns. */
 static void handle_create(ps_req_t *req) {
   if (ps_auth_user_or_reply(req)) return;
-  charge(req, 0);
   purge_old(req);
+  charge(req, 0);
 }
 
 static void handle_internal_create(ps_req_t *req) {
   if (internal_or_admin_or_reply(req)) return;
-  charge(req, 1);
   purge_old(req);
+  charge(req, 1);
 }
 
 /* --- reading ---------------------------------------------------------------------------- */
@@ -566,42 +575,54 @@ static int refund_answer(ps_req_t *req, const payment_t *pay, const refund_t *re
   return ok ? 201 : 502;
 }
 
-static void handle_refund(ps_req_t *req) {
-  payment_store_t *st = STORE(req);
-  provider_t *prov = PROVIDER(req);
+/* One refund between its reservation and its answer, in the request's arena. */
+typedef struct {
   refund_in_t in;
-  idem_t idem = {0};
+  idem_t idem;
   payment_t pay;
   refund_t refund;
-  if (refund_input_or_reply(req, &in) || refund_reserve_or_reply(req, &in, &idem, &pay, &refund))
-    return;
   provider_result_t res;
-  unsigned long long t0 = ps_now_ns();
-  int rc = prov->ops->refund(prov, &req->arena, pay.provider_ref, refund.amount,
-                             ps_arena_sprintf(&req->arena, "polyshop-refund-%s", refund.id), &res);
-  took(req, M_PROVIDER_REFUND, t0);
+  unsigned long long t0;
+} refunding_t;
+
+static void refunded(ps_req_t *req, int rc, void *arg) {
+  refunding_t *r = arg;
+  payment_store_t *st = STORE(req);
+  took(req, M_PROVIDER_REFUND, r->t0);
   if (rc) {
     /* Unknown outcome: the refund stays pending and its amount reserved (never refund more
      * than captured); with a key, a retry resumes it under the same provider key. */
-    if (in.key) ledger_idem_release(st, &idem);
+    if (r->in.key) ledger_idem_release(st, &r->idem);
     ps_reply_header(req, "Retry-After", "1");
     ps_reply_problem(req, rc == PS_ETIMEOUT ? PS_PROBLEM_TIMEOUT : PS_PROBLEM_UPSTREAM, NULL,
-                     "the payment provider did not settle refund %s (%s)%s", refund.id,
-                     ps_strerror(rc), in.key ? "; retry with the same Idempotency-Key" : "");
+                     "the payment provider did not settle refund %s (%s)%s", r->refund.id,
+                     ps_strerror(rc), r->in.key ? "; retry with the same Idempotency-Key" : "");
     return;
   }
   const char *ctype, *text;
-  int status = refund_answer(req, &pay, &refund, &res, &ctype, &text);
-  t0 = ps_now_ns();
-  rc = ledger_refund_finish(st, &req->arena, &pay, &refund, status == 201, res.ref,
-                            in.key ? &idem : NULL, status, ctype, text, now_s());
+  int status = refund_answer(req, &r->pay, &r->refund, &r->res, &ctype, &text);
+  unsigned long long t0 = ps_now_ns();
+  rc = ledger_refund_finish(st, &req->arena, &r->pay, &r->refund, status == 201, r->res.ref,
+                            r->in.key ? &r->idem : NULL, status, ctype, text, now_s());
   took(req, M_REFUND_FINISH, t0);
   if (rc) {
-    ps_log(PS_LOG_ERROR, req->request_id, "recording refund %s failed: %s", refund.id, ps_strerror(rc));
+    ps_log(PS_LOG_ERROR, req->request_id, "recording refund %s failed: %s", r->refund.id, ps_strerror(rc));
     ps_reply_error(req, rc, "the payment store failed");
     return;
   }
   send_text(req, status, ctype, text);
+}
+
+static void handle_refund(ps_req_t *req) {
+  refunding_t *r = ps_arena_alloc(&req->arena, sizeof(*r));
+  memset(r, 0, sizeof(*r));
+  if (refund_input_or_reply(req, &r->in) ||
+      refund_reserve_or_reply(req, &r->in, &r->idem, &r->pay, &r->refund))
+    return;
+  r->t0 = ps_now_ns();
+  payment_provider_refund(req, r->pay.provider_ref, r->refund.amount,
+                          ps_arena_sprintf(&req->arena, "polyshop-refund-%s", r->refund.id),
+                          &r->res, refunded, r);
 }
 
 /* --- webhooks --------------------------------------------------------------------------- */
