@@ -762,73 +762,82 @@ static const char *sort_field(sort_t s) {
   return "created_ms";
 }
 
-static int mg_product_list(product_store_t *s, ps_arena_t *a, const product_query_t *q,
-                           product_row_t **rows, size_t *nrows) {
-  const char *field = sort_field(q->sort);
-  int desc = q->sort == SORT_PRICE_DESC || q->sort == SORT_NEWEST || q->sort == SORT_POPULARITY;
-  bson_t *filter = bson_new(), and_arr, sub, tmp;
-  int rc = 0;
-  int nand = 0;
+/* The clauses of a listing's filter, {$and: [...]}, appended one by one. */
+typedef struct {
+  bson_t arr;
+  uint32_t n;
+} and_t;
+
+static void and_begin(and_t *and, bson_t *clause) {
   char idx[16];
   const char *key;
-  bson_append_array_begin(filter, "$and", -1, &and_arr);
-#define AND_BEGIN()                                                 \
-  (bson_uint32_to_string((uint32_t)nand++, &key, idx, sizeof(idx)), \
-   bson_append_document_begin(&and_arr, key, -1, &sub))
-#define AND_END() bson_append_document_end(&and_arr, &sub)
-  AND_BEGIN();
-  AND_END(); /* an empty clause: $and needs at least one */
-  if (q->q) {
-    const char *re = regex_escape(a, q->q);
-    AND_BEGIN();
-    bson_t or_arr, c;
-    bson_append_array_begin(&sub, "$or", -1, &or_arr);
-    bson_append_document_begin(&or_arr, "0", -1, &c);
-    BSON_APPEND_REGEX(&c, "name", re, "i");
-    bson_append_document_end(&or_arr, &c);
-    bson_append_document_begin(&or_arr, "1", -1, &c);
-    BSON_APPEND_REGEX(&c, "brand", re, "i");
-    bson_append_document_end(&or_arr, &c);
-    bson_append_array_end(&sub, &or_arr);
-    AND_END();
-  }
+  bson_uint32_to_string(and->n++, &key, idx, sizeof(idx));
+  bson_append_document_begin(&and->arr, key, -1, clause);
+}
+
+static void and_end(and_t *and, bson_t *clause) { bson_append_document_end(&and->arr, clause); }
+
+/* q in the name or the brand, as literal text, any case. */
+static void filter_text(and_t *and, ps_arena_t *a, const char *q) {
+  const char *re = regex_escape(a, q);
+  bson_t clause, or_arr, c;
+  and_begin(and, &clause);
+  bson_append_array_begin(&clause, "$or", -1, &or_arr);
+  bson_append_document_begin(&or_arr, "0", -1, &c);
+  BSON_APPEND_REGEX(&c, "name", re, "i");
+  bson_append_document_end(&or_arr, &c);
+  bson_append_document_begin(&or_arr, "1", -1, &c);
+  BSON_APPEND_REGEX(&c, "brand", re, "i");
+  bson_append_document_end(&or_arr, &c);
+  bson_append_array_end(&clause, &or_arr);
+  and_end(and, &clause);
+}
+
+/* Category (with its subcategories), brand, price range and in-stock. */
+static int filter_fields(product_store_t *s, and_t *and, const product_query_t *q) {
+  bson_t clause, cond, in_arr;
+  int rc = 0;
   if (q->category) {
-    AND_BEGIN();
-    bson_append_document_begin(&sub, "category", -1, &tmp);
-    bson_t in_arr;
-    bson_append_array_begin(&tmp, "$in", -1, &in_arr);
+    and_begin(and, &clause);
+    bson_append_document_begin(&clause, "category", -1, &cond);
+    bson_append_array_begin(&cond, "$in", -1, &in_arr);
     rc = category_subtree(s, q->category, &in_arr);
-    bson_append_array_end(&tmp, &in_arr);
-    bson_append_document_end(&sub, &tmp);
-    AND_END();
+    bson_append_array_end(&cond, &in_arr);
+    bson_append_document_end(&clause, &cond);
+    and_end(and, &clause);
   }
   if (q->brand) {
     char *b = fold(q->brand);
-    AND_BEGIN();
-    BSON_APPEND_UTF8(&sub, "brand_lc", b);
-    AND_END();
+    and_begin(and, &clause);
+    BSON_APPEND_UTF8(&clause, "brand_lc", b);
+    and_end(and, &clause);
     ps_free(b);
   }
   if (q->price_min >= 0 || q->price_max >= 0) {
-    AND_BEGIN();
-    bson_append_document_begin(&sub, "price", -1, &tmp);
-    if (q->price_min >= 0) BSON_APPEND_INT64(&tmp, "$gte", q->price_min);
-    if (q->price_max >= 0) BSON_APPEND_INT64(&tmp, "$lte", q->price_max);
-    bson_append_document_end(&sub, &tmp);
-    AND_END();
+    and_begin(and, &clause);
+    bson_append_document_begin(&clause, "price", -1, &cond);
+    if (q->price_min >= 0) BSON_APPEND_INT64(&cond, "$gte", q->price_min);
+    if (q->price_max >= 0) BSON_APPEND_INT64(&cond, "$lte", q->price_max);
+    bson_append_document_end(&clause, &cond);
+    and_end(and, &clause);
   }
   if (q->in_stock) {
-    AND_BEGIN();
-    bson_append_document_begin(&sub, "stock", -1, &tmp);
-    BSON_APPEND_INT64(&tmp, "$gt", 0);
-    bson_append_document_end(&sub, &tmp);
-    AND_END();
+    and_begin(and, &clause);
+    bson_append_document_begin(&clause, "stock", -1, &cond);
+    BSON_APPEND_INT64(&cond, "$gt", 0);
+    bson_append_document_end(&clause, &cond);
+    and_end(and, &clause);
   }
+  return rc;
+}
+
+/* Each attr.NAME=VALUE: the product's attribute (a list attribute matches any element) or a
+ * variant's. */
+static void filter_attrs(and_t *and, ps_arena_t *a, const product_query_t *q) {
   for (int i = 0; i < q->nattrs; i++) {
-    /* The product's attribute (a list attribute matches any element) or a variant's. */
-    AND_BEGIN();
-    bson_t or_arr, c, cond, in_arr;
-    bson_append_array_begin(&sub, "$or", -1, &or_arr);
+    bson_t clause, or_arr, c, cond, in_arr;
+    and_begin(and, &clause);
+    bson_append_array_begin(&clause, "$or", -1, &or_arr);
     for (int k = 0; k < 2; k++) {
       char *path = ps_arena_sprintf(a, "%sattributes.%s", k ? "variants." : "", q->attrs[i].name);
       bson_append_document_begin(&or_arr, k ? "1" : "0", -1, &c);
@@ -839,48 +848,73 @@ static int mg_product_list(product_store_t *s, ps_arena_t *a, const product_quer
       bson_append_document_end(&c, &cond);
       bson_append_document_end(&or_arr, &c);
     }
-    bson_append_array_end(&sub, &or_arr);
-    AND_END();
+    bson_append_array_end(&clause, &or_arr);
+    and_end(and, &clause);
   }
-  if (q->has_cursor) {
-    /* (key, _id) strictly after the cursor in the sort direction. */
-    const char *op = desc ? "$lt" : "$gt";
-    AND_BEGIN();
-    bson_t or_arr, c, cond;
-    bson_append_array_begin(&sub, "$or", -1, &or_arr);
-    bson_append_document_begin(&or_arr, "0", -1, &c);
-    bson_append_document_begin(&c, field, -1, &cond);
-    if (q->sort == SORT_NAME)
-      BSON_APPEND_UTF8(&cond, op, q->cursor.key_s);
-    else
-      BSON_APPEND_INT64(&cond, op, q->cursor.key_i);
-    bson_append_document_end(&c, &cond);
-    bson_append_document_end(&or_arr, &c);
-    bson_append_document_begin(&or_arr, "1", -1, &c);
-    if (q->sort == SORT_NAME)
-      BSON_APPEND_UTF8(&c, field, q->cursor.key_s);
-    else
-      BSON_APPEND_INT64(&c, field, q->cursor.key_i);
-    bson_append_document_begin(&c, "_id", -1, &cond);
-    BSON_APPEND_UTF8(&cond, op, q->cursor.id);
-    bson_append_document_end(&c, &cond);
-    bson_append_document_end(&or_arr, &c);
-    bson_append_array_end(&sub, &or_arr);
-    AND_END();
-  }
-#undef AND_BEGIN
-#undef AND_END
-  bson_append_array_end(filter, &and_arr);
-  if (rc) {
+}
+
+/* Appends field: cursor's key under op ({field: {op: key}}), or equal to it (op NULL). */
+static void append_cursor_key(bson_t *c, const product_query_t *q, const char *field,
+                              const char *op) {
+  bson_t cond;
+  if (op) bson_append_document_begin(c, field, -1, &cond);
+  bson_t *to = op ? &cond : c;
+  const char *key = op ? op : field;
+  if (q->sort == SORT_NAME)
+    BSON_APPEND_UTF8(to, key, q->cursor.key_s);
+  else
+    BSON_APPEND_INT64(to, key, q->cursor.key_i);
+  if (op) bson_append_document_end(c, &cond);
+}
+
+/* (key, _id) strictly after the cursor in the sort direction. */
+static void filter_cursor(and_t *and, const product_query_t *q, const char *field, int desc) {
+  const char *op = desc ? "$lt" : "$gt";
+  bson_t clause, or_arr, c, cond;
+  and_begin(and, &clause);
+  bson_append_array_begin(&clause, "$or", -1, &or_arr);
+  bson_append_document_begin(&or_arr, "0", -1, &c);
+  append_cursor_key(&c, q, field, op);
+  bson_append_document_end(&or_arr, &c);
+  bson_append_document_begin(&or_arr, "1", -1, &c);
+  append_cursor_key(&c, q, field, NULL);
+  bson_append_document_begin(&c, "_id", -1, &cond);
+  BSON_APPEND_UTF8(&cond, op, q->cursor.id);
+  bson_append_document_end(&c, &cond);
+  bson_append_document_end(&or_arr, &c);
+  bson_append_array_end(&clause, &or_arr);
+  and_end(and, &clause);
+}
+
+/* The listing's filter (the caller destroys it), or NULL with *rc set. */
+static bson_t *list_filter(product_store_t *s, ps_arena_t *a, const product_query_t *q,
+                           const char *field, int desc, int *rc) {
+  bson_t *filter = bson_new(), empty;
+  and_t and = {.n = 0};
+  bson_append_array_begin(filter, "$and", -1, &and.arr);
+  and_begin(&and, &empty);
+  and_end(&and, &empty); /* an empty clause: $and needs at least one */
+  if (q->q) filter_text(&and, a, q->q);
+  *rc = filter_fields(s, &and, q);
+  filter_attrs(&and, a, q);
+  if (q->has_cursor) filter_cursor(&and, q, field, desc);
+  bson_append_array_end(filter, &and.arr);
+  if (*rc) {
     bson_destroy(filter);
-    return rc;
+    return NULL;
   }
-  bson_t *opts = bson_new(), sort;
-  bson_append_document_begin(opts, "sort", -1, &sort);
-  BSON_APPEND_INT32(&sort, field, desc ? -1 : 1);
-  BSON_APPEND_INT32(&sort, "_id", desc ? -1 : 1);
-  bson_append_document_end(opts, &sort);
-  BSON_APPEND_INT64(opts, "limit", q->limit + 1);
+  return filter;
+}
+
+static int mg_product_list(product_store_t *s, ps_arena_t *a, const product_query_t *q,
+                           product_row_t **rows, size_t *nrows) {
+  const char *field = sort_field(q->sort);
+  int desc = q->sort == SORT_PRICE_DESC || q->sort == SORT_NEWEST || q->sort == SORT_POPULARITY;
+  int rc;
+  bson_t *filter = list_filter(s, a, q, field, desc, &rc);
+  if (!filter) return rc;
+  bson_t *opts = BCON_NEW("sort", "{", field, BCON_INT32(desc ? -1 : 1), "_id",
+                          BCON_INT32(desc ? -1 : 1), "}", "limit", BCON_INT64(q->limit + 1));
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(M(s)->products, filter, opts, NULL);
   size_t cap = (size_t)q->limit + 1, n = 0;
   product_row_t *out = ps_arena_alloc(a, cap * sizeof(*out));
