@@ -12,6 +12,7 @@
 #include "polyshop/error.h"
 #include "polyshop/log.h"
 #include "polyshop/service.h"
+#include "polyshop/url.h"
 
 static void *thread_init(void *ctx) {
   payment_service_t *svc = ctx;
@@ -21,7 +22,8 @@ static void *thread_init(void *ctx) {
    * library gone bad: there is no way to serve. (A database that is down right now is not a
    * failure: the store reconnects by itself.) */
   if (payment_store_open_lazy(svc->store_url, &t->store)) {
-    ps_log_error("cannot open the payment store %s", svc->store_url);
+    char shown[PS_URL_REDACT_MAX];
+    ps_log_error("cannot open the payment store %s", ps_url_redact(shown, sizeof(shown), svc->store_url));
     abort();
   }
   if (provider_new(&svc->provider, &t->provider)) {
@@ -88,7 +90,8 @@ int main(void) {
   payment_store_t *st;
   int rc = payment_store_open(svc.store_url, &st);
   if (rc) {
-    ps_log_error("cannot open the payment store %s: %s", svc.store_url, ps_strerror(rc));
+    char shown[PS_URL_REDACT_MAX];
+    ps_log_error("cannot open the payment store %s: %s", ps_url_redact(shown, sizeof(shown), svc.store_url), ps_strerror(rc));
     return rc == PS_ECONFIG ? PS_CONFIG_EXIT_CODE : 1;
   }
   st->ops->close(st);

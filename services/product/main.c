@@ -16,6 +16,7 @@
 #include "polyshop/service.h"
 #include "polyshop/metrics.h"
 #include "polyshop/sqlite.h"
+#include "polyshop/url.h"
 #include "product.h"
 #include "store.h"
 
@@ -120,7 +121,8 @@ int main(void) {
   ps_config_exit_on_error(&cfg);
 
   if (product_store_migrate(svc.store_url)) {
-    ps_log_error("the product store %s cannot be prepared", svc.store_url);
+    char shown[PS_URL_REDACT_MAX];
+    ps_log_error("the product store %s cannot be prepared", ps_url_redact(shown, sizeof(shown), svc.store_url));
     return 1;
   }
   if (demo && maybe_load_demo(&svc, demo_size)) {

@@ -21,8 +21,6 @@
  * right after their change (not in the same transaction), and a concurrent buyer may see a
  * unit briefly taken by a reservation that then fails on a later item.
  */
-#include <mongoc/mongoc.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,13 +31,14 @@
 #include "polyshop/error.h"
 #include "polyshop/json.h"
 #include "polyshop/log.h"
+#include "polyshop/mongo.h"
 #include "polyshop/timestamp.h"
+#include "polyshop/url.h"
 #include "store.h"
 
 typedef struct {
   product_store_t base;
-  mongoc_client_t *client;
-  mongoc_database_t *db;
+  ps_mongo_t mongo; /* client and database: lib/drivers/mongo.c */
   mongoc_collection_t *products, *skus, *categories, *reservations, *outbox, *locks;
   int64_t next_seq; /* the outbox number to try next; 0 until the first event */
 } mongo_store_t;
@@ -47,30 +46,6 @@ typedef struct {
 #define M(s) ((mongo_store_t *)(s))
 
 enum { PENDING_GRACE_SECONDS = 60 }; /* a pending reservation older than this was orphaned */
-
-/* The driver's own messages go to our JSON log; FerretDB has no sessions, so the driver's
- * complaint that it could not end them is noise. */
-static void mongo_log_cb(mongoc_log_level_t level, const char *domain, const char *message,
-                         void *data) {
-  if (level > MONGOC_LOG_LEVEL_WARNING || strstr(message, "endSessions")) return;
-  ps_log(level <= MONGOC_LOG_LEVEL_CRITICAL ? PS_LOG_ERROR : PS_LOG_WARN, NULL, "mongoc %s: %s",
-         domain, message);
-}
-
-static pthread_once_t mongo_once = PTHREAD_ONCE_INIT;
-static void mongo_global_init(void) {
-  mongoc_log_set_handler(mongo_log_cb, NULL);
-  mongoc_init();
-  atexit(mongoc_cleanup);
-}
-
-static int map_error(const bson_error_t *err) {
-  if (err->code == 11000 || err->code == 11001) return PS_EEXISTS;
-  if (err->domain == MONGOC_ERROR_STREAM || err->domain == MONGOC_ERROR_SERVER_SELECTION)
-    return PS_EUNAVAIL;
-  ps_log_warn("mongodb: %s (domain %u, code %u)", err->message, err->domain, err->code);
-  return PS_ESTORE;
-}
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -87,48 +62,10 @@ static char *fold(const char *s) {
 }
 
 static const char *str_of(const bson_t *doc, const char *key, ps_arena_t *a) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it)) {
-    uint32_t len;
-    const char *s = bson_iter_utf8(&it, &len);
-    return a ? ps_arena_strndup(a, s, len) : s;
-  }
-  return NULL;
-}
-
-static int64_t int_of(const bson_t *doc, const char *key) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it))
-    return bson_iter_as_int64(&it);
-  return 0;
+  return ps_mongo_str(a, doc, key);
 }
 
 /* --- small wrappers ---------------------------------------------------------------------- */
-
-/* Finds one document; *out is the caller's (bson_destroy). PS_ENOTFOUND when none. */
-static int find_one(mongoc_collection_t *c, const bson_t *filter, bson_t **out) {
-  bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
-  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
-  const bson_t *doc;
-  int rc = PS_ENOTFOUND;
-  if (mongoc_cursor_next(cur, &doc)) {
-    *out = bson_copy(doc);
-    rc = 0;
-  } else {
-    bson_error_t err;
-    if (mongoc_cursor_error(cur, &err)) rc = map_error(&err);
-  }
-  mongoc_cursor_destroy(cur);
-  bson_destroy(opts);
-  return rc;
-}
-
-static int find_by_id(mongoc_collection_t *c, const char *id, bson_t **out) {
-  bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
-  int rc = find_one(c, filter, out);
-  bson_destroy(filter);
-  return rc;
-}
 
 /* update_one; *modified (may be NULL) tells whether a document matched and changed. Takes
  * ownership of filter and update. */
@@ -138,19 +75,19 @@ static int update_one(mongoc_collection_t *c, bson_t *filter, bson_t *update, in
   bson_error_t err;
   bson_t *opts = upsert ? BCON_NEW("upsert", BCON_BOOL(true)) : NULL;
   bool ok = mongoc_collection_update_one(c, filter, update, opts, &reply, &err);
-  if (matched) *matched = ok ? (int)int_of(&reply, "matchedCount") : 0;
+  if (matched) *matched = ok ? (int)ps_mongo_int(&reply, "matchedCount") : 0;
   bson_destroy(&reply);
   if (opts) bson_destroy(opts);
   bson_destroy(filter);
   bson_destroy(update);
-  return ok ? 0 : map_error(&err);
+  return ok ? 0 : ps_mongo_err(&err);
 }
 
+/* Inserts doc and destroys it. */
 static int insert_one(mongoc_collection_t *c, bson_t *doc) {
-  bson_error_t err;
-  bool ok = mongoc_collection_insert_one(c, doc, NULL, NULL, &err);
+  int rc = ps_mongo_insert(c, doc);
   bson_destroy(doc);
-  return ok ? 0 : map_error(&err);
+  return rc;
 }
 
 static int delete_where(mongoc_collection_t *c, bson_t *filter, int many, int64_t *deleted) {
@@ -158,10 +95,10 @@ static int delete_where(mongoc_collection_t *c, bson_t *filter, int many, int64_
   bson_error_t err;
   bool ok = many ? mongoc_collection_delete_many(c, filter, NULL, &reply, &err)
                  : mongoc_collection_delete_one(c, filter, NULL, &reply, &err);
-  if (deleted) *deleted = ok ? int_of(&reply, "deletedCount") : 0;
+  if (deleted) *deleted = ok ? ps_mongo_int(&reply, "deletedCount") : 0;
   bson_destroy(&reply);
   bson_destroy(filter);
-  return ok ? 0 : map_error(&err);
+  return ok ? 0 : ps_mongo_err(&err);
 }
 
 /* --- locks ------------------------------------------------------------------------------- */
@@ -188,9 +125,9 @@ static int lock_take(product_store_t *s, const char *key, lock_t *l) {
                                               BCON_UTF8(l->owner), "at", BCON_INT64(now)));
     if (rc != PS_EEXISTS) return rc;
     bson_t *held;
-    if (find_by_id(M(s)->locks, l->key, &held) == 0) {
+    if (ps_mongo_find_id(M(s)->locks, l->key, &held) == 0) {
       /* A holder that died leaves its lock behind: take it over once it is stale. */
-      if (int_of(held, "at") < now - LOCK_STALE_MS) {
+      if (ps_mongo_int(held, "at") < now - LOCK_STALE_MS) {
         const char *owner = str_of(held, "owner", NULL);
         ps_log_warn("mongodb: breaking the stale lock %s", l->key);
         delete_where(M(s)->locks, BCON_NEW("_id", BCON_UTF8(l->key), "owner",
@@ -225,8 +162,8 @@ static void product_out(const bson_t *d, bson_t *out) {
     if (bson_iter_init_find(&it, d, keys[i])) bson_append_iter(out, keys[i], -1, &it);
   /* RFC 3339 like every public timestamp of the shop (timestamp.h). */
   char created[PS_TIME_RFC3339_SIZE], updated[PS_TIME_RFC3339_SIZE];
-  BSON_APPEND_UTF8(out, "created_at", ps_time_rfc3339_buf(created, int_of(d, "created_ms") / 1000));
-  BSON_APPEND_UTF8(out, "updated_at", ps_time_rfc3339_buf(updated, int_of(d, "updated_at")));
+  BSON_APPEND_UTF8(out, "created_at", ps_time_rfc3339_buf(created, ps_mongo_int(d, "created_ms") / 1000));
+  BSON_APPEND_UTF8(out, "updated_at", ps_time_rfc3339_buf(updated, ps_mongo_int(d, "updated_at")));
 }
 
 /* BSON to jansson, for the value types our documents hold. */
@@ -347,7 +284,7 @@ static int variant_index(const bson_t *d, const char *sku, int64_t *stock, int64
       if (bson_init_static(&v, data, len)) {
         const char *vs = str_of(&v, "sku", NULL);
         if (vs && strcmp(vs, sku) == 0) {
-          if (stock) *stock = int_of(&v, "stock");
+          if (stock) *stock = ps_mongo_int(&v, "stock");
           bson_iter_t p;
           if (price) *price = bson_iter_init_find(&p, &v, "price") ? bson_iter_as_int64(&p) : -1;
           return i;
@@ -378,9 +315,9 @@ static int outbox_max(product_store_t *s, int64_t *max) {
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(M(s)->outbox, filter, opts, NULL);
   const bson_t *last;
   *max = 0;
-  if (mongoc_cursor_next(cur, &last)) *max = int_of(last, "_id");
+  if (mongoc_cursor_next(cur, &last)) *max = ps_mongo_int(last, "_id");
   bson_error_t err;
-  int rc = mongoc_cursor_error(cur, &err) ? map_error(&err) : 0;
+  int rc = mongoc_cursor_error(cur, &err) ? ps_mongo_err(&err) : 0;
   mongoc_cursor_destroy(cur);
   bson_destroy(filter);
   bson_destroy(opts);
@@ -412,7 +349,7 @@ static int outbox_add(product_store_t *s, const char *type, const char *id, cons
 /* An event carrying the product's current document. */
 static int outbox_doc(product_store_t *s, const char *type, const char *id, int64_t now) {
   bson_t *d;
-  int rc = find_by_id(M(s)->products, id, &d);
+  int rc = ps_mongo_find_id(M(s)->products, id, &d);
   if (rc) return rc == PS_ENOTFOUND ? 0 : rc;
   bson_t out;
   product_out(d, &out);
@@ -424,13 +361,7 @@ static int outbox_doc(product_store_t *s, const char *type, const char *id, int6
 
 /* --- basics and categories ------------------------------------------------------------- */
 
-static int mg_ping(product_store_t *s) {
-  bson_t *cmd = BCON_NEW("ping", BCON_INT32(1));
-  bson_error_t err;
-  bool ok = mongoc_database_command_simple(M(s)->db, cmd, NULL, NULL, &err);
-  bson_destroy(cmd);
-  return ok ? 0 : map_error(&err);
-}
+static int mg_ping(product_store_t *s) { return ps_mongo_ping(&M(s)->mongo); }
 
 static void mg_close(product_store_t *s) {
   if (!s) return;
@@ -438,14 +369,13 @@ static void mg_close(product_store_t *s) {
                                M(s)->reservations, M(s)->outbox, M(s)->locks};
   for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++)
     if (cs[i]) mongoc_collection_destroy(cs[i]);
-  if (M(s)->db) mongoc_database_destroy(M(s)->db);
-  if (M(s)->client) mongoc_client_destroy(M(s)->client);
+  ps_mongo_close(&M(s)->mongo);
   ps_free(s);
 }
 
 static int mg_category_exists(product_store_t *s, const char *slug) {
   bson_t *d;
-  int rc = find_by_id(M(s)->categories, slug, &d);
+  int rc = ps_mongo_find_id(M(s)->categories, slug, &d);
   if (!rc) bson_destroy(d);
   return rc;
 }
@@ -458,7 +388,7 @@ static int mg_category_put(product_store_t *s, const char *slug, const char *nam
   for (int depth = 0; parent && depth < 1000; depth++) {
     if (strcmp(cur, slug) == 0) return PS_EINVAL;
     bson_t *c;
-    int rc = find_by_id(M(s)->categories, cur, &c);
+    int rc = ps_mongo_find_id(M(s)->categories, cur, &c);
     if (rc == PS_ENOTFOUND) break;
     if (rc) return rc;
     const char *up = str_of(c, "parent", NULL);
@@ -484,7 +414,7 @@ static int all_categories(product_store_t *s, json_t **out) {
                                          "name", str_of(doc, "name", NULL), "parent", parent));
   }
   bson_error_t err;
-  int rc = mongoc_cursor_error(cur, &err) ? map_error(&err) : 0;
+  int rc = mongoc_cursor_error(cur, &err) ? ps_mongo_err(&err) : 0;
   mongoc_cursor_destroy(cur);
   bson_destroy(filter);
   bson_destroy(opts);
@@ -554,7 +484,7 @@ static int category_subtree(product_store_t *s, const char *slug, bson_t *arr) {
 
 static int mg_product_get(product_store_t *s, ps_arena_t *a, const char *id, char **json) {
   bson_t *d;
-  int rc = find_by_id(M(s)->products, id, &d);
+  int rc = ps_mongo_find_id(M(s)->products, id, &d);
   if (rc) return rc;
   *json = product_json(a, d);
   bson_destroy(d);
@@ -566,7 +496,7 @@ static int mg_product_count(product_store_t *s, int64_t *n) {
   bson_error_t err;
   int64_t c = mongoc_collection_count_documents(M(s)->products, filter, NULL, NULL, NULL, &err);
   bson_destroy(filter);
-  if (c < 0) return map_error(&err);
+  if (c < 0) return ps_mongo_err(&err);
   *n = c;
   return 0;
 }
@@ -583,7 +513,7 @@ static int claim_skus(product_store_t *s, const char *id, const char *const *sku
   for (size_t i = 0; i < n; i++) bson_destroy(docs[i]);
   ps_free(docs);
   if (ok) return 0;
-  int rc = map_error(&err);
+  int rc = ps_mongo_err(&err);
   for (size_t k = 0; k < n; k++)
     delete_where(M(s)->skus, BCON_NEW("_id", BCON_UTF8(skus[k]), "product_id", BCON_UTF8(id)), 0,
                  NULL);
@@ -674,14 +604,14 @@ static int mg_product_create_many(product_store_t *s, ps_arena_t *a, const char 
   bson_error_t err;
   int rc = 0;
   if (!mongoc_collection_insert_many(M(s)->skus, (const bson_t **)skus, nskus, NULL, NULL, &err))
-    rc = map_error(&err);
+    rc = ps_mongo_err(&err);
   if (!rc && !mongoc_collection_insert_many(M(s)->products, (const bson_t **)docs, n, NULL, NULL,
                                             &err)) {
-    rc = map_error(&err);
+    rc = ps_mongo_err(&err);
     /* Free the SKUs this batch claimed for products that were not written. */
     for (size_t i = 0; i < n; i++) {
       bson_t *d;
-      if (find_by_id(M(s)->products, ids[i], &d) == 0) {
+      if (ps_mongo_find_id(M(s)->products, ids[i], &d) == 0) {
         bson_destroy(d);
         continue;
       }
@@ -705,7 +635,7 @@ static int mg_product_update(product_store_t *s, ps_arena_t *a, const char *id,
                              const char **why) {
   *why = NULL;
   bson_t *old;
-  int rc = find_by_id(M(s)->products, id, &old);
+  int rc = ps_mongo_find_id(M(s)->products, id, &old);
   if (rc) return rc;
   int nvariants = variant_count(old);
   const char *old_sku = str_of(old, "sku", a);
@@ -832,73 +762,82 @@ static const char *sort_field(sort_t s) {
   return "created_ms";
 }
 
-static int mg_product_list(product_store_t *s, ps_arena_t *a, const product_query_t *q,
-                           product_row_t **rows, size_t *nrows) {
-  const char *field = sort_field(q->sort);
-  int desc = q->sort == SORT_PRICE_DESC || q->sort == SORT_NEWEST || q->sort == SORT_POPULARITY;
-  bson_t *filter = bson_new(), and_arr, sub, tmp;
-  int rc = 0;
-  int nand = 0;
+/* The clauses of a listing's filter, {$and: [...]}, appended one by one. */
+typedef struct {
+  bson_t arr;
+  uint32_t n;
+} and_t;
+
+static void and_begin(and_t *and, bson_t *clause) {
   char idx[16];
   const char *key;
-  bson_append_array_begin(filter, "$and", -1, &and_arr);
-#define AND_BEGIN()                                                 \
-  (bson_uint32_to_string((uint32_t)nand++, &key, idx, sizeof(idx)), \
-   bson_append_document_begin(&and_arr, key, -1, &sub))
-#define AND_END() bson_append_document_end(&and_arr, &sub)
-  AND_BEGIN();
-  AND_END(); /* an empty clause: $and needs at least one */
-  if (q->q) {
-    const char *re = regex_escape(a, q->q);
-    AND_BEGIN();
-    bson_t or_arr, c;
-    bson_append_array_begin(&sub, "$or", -1, &or_arr);
-    bson_append_document_begin(&or_arr, "0", -1, &c);
-    BSON_APPEND_REGEX(&c, "name", re, "i");
-    bson_append_document_end(&or_arr, &c);
-    bson_append_document_begin(&or_arr, "1", -1, &c);
-    BSON_APPEND_REGEX(&c, "brand", re, "i");
-    bson_append_document_end(&or_arr, &c);
-    bson_append_array_end(&sub, &or_arr);
-    AND_END();
-  }
+  bson_uint32_to_string(and->n++, &key, idx, sizeof(idx));
+  bson_append_document_begin(&and->arr, key, -1, clause);
+}
+
+static void and_end(and_t *and, bson_t *clause) { bson_append_document_end(&and->arr, clause); }
+
+/* q in the name or the brand, as literal text, any case. */
+static void filter_text(and_t *and, ps_arena_t *a, const char *q) {
+  const char *re = regex_escape(a, q);
+  bson_t clause, or_arr, c;
+  and_begin(and, &clause);
+  bson_append_array_begin(&clause, "$or", -1, &or_arr);
+  bson_append_document_begin(&or_arr, "0", -1, &c);
+  BSON_APPEND_REGEX(&c, "name", re, "i");
+  bson_append_document_end(&or_arr, &c);
+  bson_append_document_begin(&or_arr, "1", -1, &c);
+  BSON_APPEND_REGEX(&c, "brand", re, "i");
+  bson_append_document_end(&or_arr, &c);
+  bson_append_array_end(&clause, &or_arr);
+  and_end(and, &clause);
+}
+
+/* Category (with its subcategories), brand, price range and in-stock. */
+static int filter_fields(product_store_t *s, and_t *and, const product_query_t *q) {
+  bson_t clause, cond, in_arr;
+  int rc = 0;
   if (q->category) {
-    AND_BEGIN();
-    bson_append_document_begin(&sub, "category", -1, &tmp);
-    bson_t in_arr;
-    bson_append_array_begin(&tmp, "$in", -1, &in_arr);
+    and_begin(and, &clause);
+    bson_append_document_begin(&clause, "category", -1, &cond);
+    bson_append_array_begin(&cond, "$in", -1, &in_arr);
     rc = category_subtree(s, q->category, &in_arr);
-    bson_append_array_end(&tmp, &in_arr);
-    bson_append_document_end(&sub, &tmp);
-    AND_END();
+    bson_append_array_end(&cond, &in_arr);
+    bson_append_document_end(&clause, &cond);
+    and_end(and, &clause);
   }
   if (q->brand) {
     char *b = fold(q->brand);
-    AND_BEGIN();
-    BSON_APPEND_UTF8(&sub, "brand_lc", b);
-    AND_END();
+    and_begin(and, &clause);
+    BSON_APPEND_UTF8(&clause, "brand_lc", b);
+    and_end(and, &clause);
     ps_free(b);
   }
   if (q->price_min >= 0 || q->price_max >= 0) {
-    AND_BEGIN();
-    bson_append_document_begin(&sub, "price", -1, &tmp);
-    if (q->price_min >= 0) BSON_APPEND_INT64(&tmp, "$gte", q->price_min);
-    if (q->price_max >= 0) BSON_APPEND_INT64(&tmp, "$lte", q->price_max);
-    bson_append_document_end(&sub, &tmp);
-    AND_END();
+    and_begin(and, &clause);
+    bson_append_document_begin(&clause, "price", -1, &cond);
+    if (q->price_min >= 0) BSON_APPEND_INT64(&cond, "$gte", q->price_min);
+    if (q->price_max >= 0) BSON_APPEND_INT64(&cond, "$lte", q->price_max);
+    bson_append_document_end(&clause, &cond);
+    and_end(and, &clause);
   }
   if (q->in_stock) {
-    AND_BEGIN();
-    bson_append_document_begin(&sub, "stock", -1, &tmp);
-    BSON_APPEND_INT64(&tmp, "$gt", 0);
-    bson_append_document_end(&sub, &tmp);
-    AND_END();
+    and_begin(and, &clause);
+    bson_append_document_begin(&clause, "stock", -1, &cond);
+    BSON_APPEND_INT64(&cond, "$gt", 0);
+    bson_append_document_end(&clause, &cond);
+    and_end(and, &clause);
   }
+  return rc;
+}
+
+/* Each attr.NAME=VALUE: the product's attribute (a list attribute matches any element) or a
+ * variant's. */
+static void filter_attrs(and_t *and, ps_arena_t *a, const product_query_t *q) {
   for (int i = 0; i < q->nattrs; i++) {
-    /* The product's attribute (a list attribute matches any element) or a variant's. */
-    AND_BEGIN();
-    bson_t or_arr, c, cond, in_arr;
-    bson_append_array_begin(&sub, "$or", -1, &or_arr);
+    bson_t clause, or_arr, c, cond, in_arr;
+    and_begin(and, &clause);
+    bson_append_array_begin(&clause, "$or", -1, &or_arr);
     for (int k = 0; k < 2; k++) {
       char *path = ps_arena_sprintf(a, "%sattributes.%s", k ? "variants." : "", q->attrs[i].name);
       bson_append_document_begin(&or_arr, k ? "1" : "0", -1, &c);
@@ -909,48 +848,73 @@ static int mg_product_list(product_store_t *s, ps_arena_t *a, const product_quer
       bson_append_document_end(&c, &cond);
       bson_append_document_end(&or_arr, &c);
     }
-    bson_append_array_end(&sub, &or_arr);
-    AND_END();
+    bson_append_array_end(&clause, &or_arr);
+    and_end(and, &clause);
   }
-  if (q->has_cursor) {
-    /* (key, _id) strictly after the cursor in the sort direction. */
-    const char *op = desc ? "$lt" : "$gt";
-    AND_BEGIN();
-    bson_t or_arr, c, cond;
-    bson_append_array_begin(&sub, "$or", -1, &or_arr);
-    bson_append_document_begin(&or_arr, "0", -1, &c);
-    bson_append_document_begin(&c, field, -1, &cond);
-    if (q->sort == SORT_NAME)
-      BSON_APPEND_UTF8(&cond, op, q->cursor.key_s);
-    else
-      BSON_APPEND_INT64(&cond, op, q->cursor.key_i);
-    bson_append_document_end(&c, &cond);
-    bson_append_document_end(&or_arr, &c);
-    bson_append_document_begin(&or_arr, "1", -1, &c);
-    if (q->sort == SORT_NAME)
-      BSON_APPEND_UTF8(&c, field, q->cursor.key_s);
-    else
-      BSON_APPEND_INT64(&c, field, q->cursor.key_i);
-    bson_append_document_begin(&c, "_id", -1, &cond);
-    BSON_APPEND_UTF8(&cond, op, q->cursor.id);
-    bson_append_document_end(&c, &cond);
-    bson_append_document_end(&or_arr, &c);
-    bson_append_array_end(&sub, &or_arr);
-    AND_END();
-  }
-#undef AND_BEGIN
-#undef AND_END
-  bson_append_array_end(filter, &and_arr);
-  if (rc) {
+}
+
+/* Appends field: cursor's key under op ({field: {op: key}}), or equal to it (op NULL). */
+static void append_cursor_key(bson_t *c, const product_query_t *q, const char *field,
+                              const char *op) {
+  bson_t cond;
+  if (op) bson_append_document_begin(c, field, -1, &cond);
+  bson_t *to = op ? &cond : c;
+  const char *key = op ? op : field;
+  if (q->sort == SORT_NAME)
+    BSON_APPEND_UTF8(to, key, q->cursor.key_s);
+  else
+    BSON_APPEND_INT64(to, key, q->cursor.key_i);
+  if (op) bson_append_document_end(c, &cond);
+}
+
+/* (key, _id) strictly after the cursor in the sort direction. */
+static void filter_cursor(and_t *and, const product_query_t *q, const char *field, int desc) {
+  const char *op = desc ? "$lt" : "$gt";
+  bson_t clause, or_arr, c, cond;
+  and_begin(and, &clause);
+  bson_append_array_begin(&clause, "$or", -1, &or_arr);
+  bson_append_document_begin(&or_arr, "0", -1, &c);
+  append_cursor_key(&c, q, field, op);
+  bson_append_document_end(&or_arr, &c);
+  bson_append_document_begin(&or_arr, "1", -1, &c);
+  append_cursor_key(&c, q, field, NULL);
+  bson_append_document_begin(&c, "_id", -1, &cond);
+  BSON_APPEND_UTF8(&cond, op, q->cursor.id);
+  bson_append_document_end(&c, &cond);
+  bson_append_document_end(&or_arr, &c);
+  bson_append_array_end(&clause, &or_arr);
+  and_end(and, &clause);
+}
+
+/* The listing's filter (the caller destroys it), or NULL with *rc set. */
+static bson_t *list_filter(product_store_t *s, ps_arena_t *a, const product_query_t *q,
+                           const char *field, int desc, int *rc) {
+  bson_t *filter = bson_new(), empty;
+  and_t and = {.n = 0};
+  bson_append_array_begin(filter, "$and", -1, &and.arr);
+  and_begin(&and, &empty);
+  and_end(&and, &empty); /* an empty clause: $and needs at least one */
+  if (q->q) filter_text(&and, a, q->q);
+  *rc = filter_fields(s, &and, q);
+  filter_attrs(&and, a, q);
+  if (q->has_cursor) filter_cursor(&and, q, field, desc);
+  bson_append_array_end(filter, &and.arr);
+  if (*rc) {
     bson_destroy(filter);
-    return rc;
+    return NULL;
   }
-  bson_t *opts = bson_new(), sort;
-  bson_append_document_begin(opts, "sort", -1, &sort);
-  BSON_APPEND_INT32(&sort, field, desc ? -1 : 1);
-  BSON_APPEND_INT32(&sort, "_id", desc ? -1 : 1);
-  bson_append_document_end(opts, &sort);
-  BSON_APPEND_INT64(opts, "limit", q->limit + 1);
+  return filter;
+}
+
+static int mg_product_list(product_store_t *s, ps_arena_t *a, const product_query_t *q,
+                           product_row_t **rows, size_t *nrows) {
+  const char *field = sort_field(q->sort);
+  int desc = q->sort == SORT_PRICE_DESC || q->sort == SORT_NEWEST || q->sort == SORT_POPULARITY;
+  int rc;
+  bson_t *filter = list_filter(s, a, q, field, desc, &rc);
+  if (!filter) return rc;
+  bson_t *opts = BCON_NEW("sort", "{", field, BCON_INT32(desc ? -1 : 1), "_id",
+                          BCON_INT32(desc ? -1 : 1), "}", "limit", BCON_INT64(q->limit + 1));
   mongoc_cursor_t *cur = mongoc_collection_find_with_opts(M(s)->products, filter, opts, NULL);
   size_t cap = (size_t)q->limit + 1, n = 0;
   product_row_t *out = ps_arena_alloc(a, cap * sizeof(*out));
@@ -961,11 +925,11 @@ static int mg_product_list(product_store_t *s, ps_arena_t *a, const product_quer
     if (q->sort == SORT_NAME)
       out[n].key_s = str_of(doc, "name_lc", a);
     else
-      out[n].key_i = int_of(doc, field);
+      out[n].key_i = ps_mongo_int(doc, field);
     n++;
   }
   bson_error_t err;
-  if (mongoc_cursor_error(cur, &err)) rc = map_error(&err);
+  if (mongoc_cursor_error(cur, &err)) rc = ps_mongo_err(&err);
   mongoc_cursor_destroy(cur);
   bson_destroy(opts);
   bson_destroy(filter);
@@ -1028,14 +992,14 @@ static int mg_product_lookup(product_store_t *s, ps_arena_t *a, const char *cons
 
 static char *reservation_json(ps_arena_t *a, const bson_t *r, int64_t now) {
   const char *status = str_of(r, "status", NULL);
-  int64_t expires = int_of(r, "expires_at");
+  int64_t expires = ps_mongo_int(r, "expires_at");
   if (status && strcmp(status, "held") == 0 && expires <= now) status = "expired";
   if (status && strcmp(status, "pending") == 0) status = "held"; /* still being taken */
   bson_t out = BSON_INITIALIZER;
   bson_iter_t it;
   if (bson_iter_init_find(&it, r, "_id")) bson_append_iter(&out, "reservation_id", -1, &it);
   BSON_APPEND_UTF8(&out, "status", status ? status : "unknown");
-  BSON_APPEND_INT64(&out, "created_at", int_of(r, "created_at"));
+  BSON_APPEND_INT64(&out, "created_at", ps_mongo_int(r, "created_at"));
   BSON_APPEND_INT64(&out, "expires_at", expires);
   if (bson_iter_init_find(&it, r, "items")) bson_append_iter(&out, "items", -1, &it);
   char *json = bson_json(a, &out);
@@ -1069,7 +1033,7 @@ static size_t stored_items(ps_arena_t *a, const bson_t *r, item_t **out) {
       }
       items[n].product_id = str_of(&d, "product_id", a);
       items[n].variant = str_of(&d, "variant", a);
-      items[n].qty = int_of(&d, "quantity");
+      items[n].qty = ps_mongo_int(&d, "quantity");
       n++;
     }
   }
@@ -1084,7 +1048,7 @@ static int give_item_locked(product_store_t *s, const item_t *it, int64_t now) {
   if (it->variant) {
     for (int attempt = 0; attempt < 5; attempt++) {
       bson_t *d;
-      if ((rc = find_by_id(M(s)->products, it->product_id, &d)))
+      if ((rc = ps_mongo_find_id(M(s)->products, it->product_id, &d)))
         return rc == PS_ENOTFOUND ? 0 : rc;
       int i = variant_index(d, it->variant, NULL, NULL);
       bson_destroy(d);
@@ -1139,13 +1103,13 @@ static int take_item_locked(product_store_t *s, ps_arena_t *a, const reservation
                             reservation_fail_t *fail) {
   for (int attempt = 0; attempt < 5; attempt++) {
     bson_t *d;
-    int rc = find_by_id(M(s)->products, it->product_id, &d);
+    int rc = ps_mongo_find_id(M(s)->products, it->product_id, &d);
     if (rc == PS_ENOTFOUND) fail->why = "no product has this id";
     if (rc) return rc;
     int nvariants = variant_count(d);
-    *price = int_of(d, "price");
+    *price = ps_mongo_int(d, "price");
     *currency = str_of(d, "currency", a);
-    int64_t available = int_of(d, "stock"), vprice = -1;
+    int64_t available = ps_mongo_int(d, "stock"), vprice = -1;
     int vi = -1;
     if (it->variant) vi = variant_index(d, it->variant, &available, &vprice);
     bson_destroy(d);
@@ -1247,11 +1211,11 @@ static int mg_reserve(product_store_t *s, ps_arena_t *a, const char *rid,
   int rc = insert_one(M(s)->reservations, doc);
   if (rc == PS_EEXISTS) {
     bson_t *old;
-    if ((rc = find_by_id(M(s)->reservations, rid, &old))) return rc;
+    if ((rc = ps_mongo_find_id(M(s)->reservations, rid, &old))) return rc;
     const char *old_key = str_of(old, "items_key", NULL);
     const char *status = str_of(old, "status", NULL);
     int live = status && (strcmp(status, "committed") == 0 || strcmp(status, "pending") == 0 ||
-                          (strcmp(status, "held") == 0 && int_of(old, "expires_at") > now));
+                          (strcmp(status, "held") == 0 && ps_mongo_int(old, "expires_at") > now));
     if (old_key && strcmp(old_key, key) == 0 && !live) {
       fail->why = "this reservation was released or has expired; reserve under a new id";
       rc = PS_ECONFLICT;
@@ -1293,7 +1257,7 @@ static int mg_reserve(product_store_t *s, ps_arena_t *a, const char *rid,
   if ((rc = update_one(M(s)->reservations, BCON_NEW("_id", BCON_UTF8(rid)), u, 0, NULL)))
     return rc;
   bson_t *r;
-  if ((rc = find_by_id(M(s)->reservations, rid, &r))) return rc;
+  if ((rc = ps_mongo_find_id(M(s)->reservations, rid, &r))) return rc;
   *json = reservation_json(a, r, now);
   bson_destroy(r);
   return 0;
@@ -1312,11 +1276,11 @@ static int transition(product_store_t *s, const char *id, const char *const *fro
   int rc = lock_take(s, key, &lk);
   if (rc) return rc;
   bson_t *r;
-  if ((rc = find_by_id(M(s)->reservations, id, &r))) goto out;
+  if ((rc = ps_mongo_find_id(M(s)->reservations, id, &r))) goto out;
   const char *status = str_of(r, "status", NULL);
   int ok = 0;
   for (size_t i = 0; i < nfrom && status; i++) ok |= strcmp(status, from[i]) == 0;
-  if (ok && expires_before && int_of(r, "expires_at") > expires_before) ok = 0;
+  if (ok && expires_before && ps_mongo_int(r, "expires_at") > expires_before) ok = 0;
   if (ok) {
     rc = update_one(M(s)->reservations, BCON_NEW("_id", BCON_UTF8(id)),
                     BCON_NEW("$set", "{", "status", BCON_UTF8(to), "updated_at", BCON_INT64(now),
@@ -1347,7 +1311,7 @@ static int expire_one(product_store_t *s, ps_arena_t *a, const char *id, int64_t
 static int read_reservation(product_store_t *s, ps_arena_t *a, const char *id, int64_t now,
                             char **json, const char **status) {
   bson_t *r;
-  int rc = find_by_id(M(s)->reservations, id, &r);
+  int rc = ps_mongo_find_id(M(s)->reservations, id, &r);
   if (rc) return rc;
   if (json) *json = reservation_json(a, r, now);
   if (status) *status = str_of(r, "status", a);
@@ -1363,7 +1327,7 @@ static int mg_reservation_commit(product_store_t *s, ps_arena_t *a, const char *
   int won;
   int rc = transition(s, id, held, 1, 0, "committed", now, &before, &won);
   if (rc) return rc;
-  if (won && int_of(before, "expires_at") <= now) {
+  if (won && ps_mongo_int(before, "expires_at") <= now) {
     /* Too late: put it back to expired and return its units, as the SQLite store does. */
     rc = update_one(M(s)->reservations, BCON_NEW("_id", BCON_UTF8(id)),
                     BCON_NEW("$set", "{", "status", BCON_UTF8("expired"), "}"), 0, NULL);
@@ -1432,7 +1396,7 @@ static int mg_sweep(product_store_t *s, int64_t now, int max, int *count) {
     if (ids[n]) n++;
   }
   bson_error_t err;
-  int rc = mongoc_cursor_error(cur, &err) ? map_error(&err) : 0;
+  int rc = mongoc_cursor_error(cur, &err) ? ps_mongo_err(&err) : 0;
   mongoc_cursor_destroy(cur);
   bson_destroy(filter);
   bson_destroy(opts);
@@ -1443,7 +1407,7 @@ static int mg_sweep(product_store_t *s, int64_t now, int max, int *count) {
       bson_t *before;
       rc = transition(s, ids[i], from, 1, 0, "failed", now, &before, &won);
       if (!rc && won) {
-        rc = give_back(s, &a, before, (size_t)int_of(before, "taken"), now);
+        rc = give_back(s, &a, before, (size_t)ps_mongo_int(before, "taken"), now);
         bson_destroy(before);
       }
     } else {
@@ -1466,17 +1430,17 @@ static int mg_outbox_read(product_store_t *s, ps_arena_t *a, int64_t after, int 
   while (mongoc_cursor_next(cur, &doc)) {
     bson_t e = BSON_INITIALIZER;
     bson_iter_t it;
-    BSON_APPEND_INT64(&e, "seq", int_of(doc, "_id"));
+    BSON_APPEND_INT64(&e, "seq", ps_mongo_int(doc, "_id"));
     if (bson_iter_init_find(&it, doc, "type")) bson_append_iter(&e, "type", -1, &it);
     if (bson_iter_init_find(&it, doc, "product_id")) bson_append_iter(&e, "product_id", -1, &it);
     if (bson_iter_init_find(&it, doc, "payload")) bson_append_iter(&e, "payload", -1, &it);
-    BSON_APPEND_INT64(&e, "created_at", int_of(doc, "created_at"));
+    BSON_APPEND_INT64(&e, "created_at", ps_mongo_int(doc, "created_at"));
     out = ps_arena_sprintf(a, "%s%s%s", out, first ? "" : ",", bson_json(a, &e));
     bson_destroy(&e);
     first = 0;
   }
   bson_error_t err;
-  int rc = mongoc_cursor_error(cur, &err) ? map_error(&err) : 0;
+  int rc = mongoc_cursor_error(cur, &err) ? ps_mongo_err(&err) : 0;
   mongoc_cursor_destroy(cur);
   bson_destroy(filter);
   bson_destroy(opts);
@@ -1508,61 +1472,30 @@ static const product_store_ops_t mongo_ops = {
 };
 
 int product_mongo_open(const char *url, product_store_t **out) {
-  pthread_once(&mongo_once, mongo_global_init);
-  bson_error_t err;
-  mongoc_uri_t *uri = mongoc_uri_new_with_error(url, &err);
-  if (!uri) {
-    ps_log_error("PRODUCT_STORE: %s", err.message);
-    return PS_ECONFIG;
-  }
-  if (!mongoc_uri_get_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 0))
-    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 3000);
-  const char *dbname = mongoc_uri_get_database(uri);
   mongo_store_t *s = ps_calloc(1, sizeof(*s));
-  s->base.ops = &mongo_ops;
-  s->client = mongoc_client_new_from_uri(uri);
-  if (!s->client) {
-    mongoc_uri_destroy(uri);
+  int rc = ps_mongo_open(&s->mongo, url, "polyshop-product", "polyshop_product");
+  if (rc) {
     ps_free(s);
-    return PS_ECONFIG;
+    return rc;
   }
-  mongoc_client_set_appname(s->client, "polyshop-product");
-  const char *name = dbname && *dbname ? dbname : "polyshop_product";
-  s->db = mongoc_client_get_database(s->client, name);
-  s->products = mongoc_client_get_collection(s->client, name, "products");
-  s->skus = mongoc_client_get_collection(s->client, name, "skus");
-  s->categories = mongoc_client_get_collection(s->client, name, "categories");
-  s->reservations = mongoc_client_get_collection(s->client, name, "reservations");
-  s->outbox = mongoc_client_get_collection(s->client, name, "outbox");
-  s->locks = mongoc_client_get_collection(s->client, name, "locks");
-  mongoc_uri_destroy(uri);
+  s->base.ops = &mongo_ops;
+  s->products = ps_mongo_collection(&s->mongo, "products");
+  s->skus = ps_mongo_collection(&s->mongo, "skus");
+  s->categories = ps_mongo_collection(&s->mongo, "categories");
+  s->reservations = ps_mongo_collection(&s->mongo, "reservations");
+  s->outbox = ps_mongo_collection(&s->mongo, "outbox");
+  s->locks = ps_mongo_collection(&s->mongo, "locks");
   *out = &s->base;
   return 0;
 }
 
-/* Creates the indexes of one collection: keys[i] is a BCON-built key document (consumed). One
- * command per index: FerretDB 1.24 drops the connection when a command lists several
- * indexes that all exist already (a restart on an existing database). */
+/* Creates the indexes of one collection: keys[i] is a BCON-built key document (consumed). */
 static int create_indexes(mongo_store_t *s, const char *coll, bson_t **keys, const char **names,
                           const int *unique, size_t n) {
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
-    bson_t *cmd = bson_new(), arr, ix;
-    BSON_APPEND_UTF8(cmd, "createIndexes", coll);
-    bson_append_array_begin(cmd, "indexes", -1, &arr);
-    bson_append_document_begin(&arr, "0", -1, &ix);
-    BSON_APPEND_DOCUMENT(&ix, "key", keys[i]);
-    BSON_APPEND_UTF8(&ix, "name", names[i]);
-    if (unique[i]) BSON_APPEND_BOOL(&ix, "unique", true);
-    bson_append_document_end(&arr, &ix);
-    bson_append_array_end(cmd, &arr);
+    if (!rc) rc = ps_mongo_create_index(&s->mongo, coll, keys[i], names[i], unique[i]);
     bson_destroy(keys[i]);
-    bson_error_t err;
-    if (!rc && !mongoc_database_write_command_with_opts(s->db, cmd, NULL, NULL, &err)) {
-      ps_log_error("mongodb: creating the index %s of %s: %s", names[i], coll, err.message);
-      rc = map_error(&err);
-    }
-    bson_destroy(cmd);
   }
   return rc;
 }
@@ -1573,7 +1506,8 @@ int product_mongo_migrate(const char *url) {
   if (rc) return rc;
   mongo_store_t *s = M(st);
   if ((rc = mg_ping(st))) {
-    ps_log_error("mongodb: %s is not reachable", url);
+    char shown[PS_URL_REDACT_MAX];
+    ps_log_error("mongodb: %s is not reachable", ps_url_redact(shown, sizeof(shown), url));
     goto out;
   }
   bson_t *keys[] = {

@@ -736,21 +736,17 @@ static int64_t attr_matches(product_store_t *s, const attr_filter_t *f) {
   return n;
 }
 
-static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_query_t *q,
-                           product_row_t **rows, size_t *nrows) {
-  const char *col = sort_column(q->sort);
-  int desc = sort_desc(q->sort);
-  const char *dir = desc ? "DESC" : "ASC";
-
-  /* Every filter but the category, then the cursor: the same text in each branch below
-   * (named parameters bind every occurrence at once). */
-  sqlbuf_t f = {a, NULL, 0, 0};
-  sb_add(&f, "");
-  if (q->q) sb_add(&f, " AND (p.name LIKE :q ESCAPE '\\' OR p.brand LIKE :q ESCAPE '\\')");
-  if (q->brand) sb_add(&f, " AND p.brand = :brand");
-  if (q->price_min >= 0) sb_add(&f, " AND p.price >= :pmin");
-  if (q->price_max >= 0) sb_add(&f, " AND p.price <= :pmax");
-  if (q->in_stock) sb_add(&f, " AND p.stock > 0");
+/* Every filter but the category, then the cursor, as SQL text added to f: the same text goes
+ * into each branch of the listing (named parameters bind every occurrence at once). Returns 0
+ * or a PS_E* code. */
+static int list_where(product_store_t *s, ps_arena_t *a, const product_query_t *q,
+                      const char *col, int desc, sqlbuf_t *f) {
+  sb_add(f, "");
+  if (q->q) sb_add(f, " AND (p.name LIKE :q ESCAPE '\\' OR p.brand LIKE :q ESCAPE '\\')");
+  if (q->brand) sb_add(f, " AND p.brand = :brand");
+  if (q->price_min >= 0) sb_add(f, " AND p.price >= :pmin");
+  if (q->price_max >= 0) sb_add(f, " AND p.price <= :pmax");
+  if (q->in_stock) sb_add(f, " AND p.stock > 0");
   /* Attribute filters: the rarest value drives the query from product_attrs (its cost is
    * bounded by its matches; walking a sort index instead can scan the whole table when the
    * matches sort last); the others are checked per candidate with a primary-key lookup.
@@ -773,27 +769,34 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
             : " AND EXISTS (SELECT 1 FROM product_attrs x WHERE x.name = '%s' AND"
               " x.value IN (:a%dt, :a%dn) AND x.product_id = p.id)",
         q->attrs[i].name, i, i);
-    sb_add(&f, part);
+    sb_add(f, part);
   }
   if (q->has_cursor)
-    sb_add(&f, ps_arena_sprintf(a, " AND (%s, p.id) %s (:ck, :cid)", col, desc ? "<" : ">"));
+    sb_add(f, ps_arena_sprintf(a, " AND (%s, p.id) %s (:ck, :cid)", col, desc ? "<" : ">"));
+  return 0;
+}
+
+/* The categories of the subtree of q->category (at most LIST_MERGE_MAX + 1 of them). */
+static int list_slugs(product_store_t *s, ps_arena_t *a, const char *category, char ***slugs,
+                      int *nslugs) {
+  sqlite3_stmt *cs = stmt(s, Q_CAT_SUBTREE);
+  ps_sqlite_bind_text(cs, 1, category);
+  *slugs = ps_arena_alloc(a, (LIST_MERGE_MAX + 1) * sizeof(char *));
+  *nslugs = 0;
+  int rc;
+  while ((rc = step_row(s, cs)) == 1 && *nslugs <= LIST_MERGE_MAX)
+    (*slugs)[(*nslugs)++] = ps_sqlite_text(a, cs, 0);
+  sqlite3_reset(cs);
+  return rc < 0 ? rc : 0;
+}
+
+/* The listing's SQL. The page's ids are chosen first and only they are turned into
+ * documents: with the documents inside, a sort that cannot use an index would build one for
+ * every match. */
+static const char *list_sql(ps_arena_t *a, const product_query_t *q, const char *col, int desc,
+                            const char *where, int nslugs) {
+  const char *dir = desc ? "DESC" : "ASC";
   const char *order = ps_arena_sprintf(a, " ORDER BY %s %s, p.id %s LIMIT :limit", col, dir, dir);
-
-  /* The categories of the subtree, when the listing is of one. */
-  char **slugs = NULL;
-  int nslugs = 0, rc;
-  if (q->category) {
-    sqlite3_stmt *cs = stmt(s, Q_CAT_SUBTREE);
-    ps_sqlite_bind_text(cs, 1, q->category);
-    slugs = ps_arena_alloc(a, (LIST_MERGE_MAX + 1) * sizeof(char *));
-    while ((rc = step_row(s, cs)) == 1 && nslugs <= LIST_MERGE_MAX)
-      slugs[nslugs++] = ps_sqlite_text(a, cs, 0);
-    sqlite3_reset(cs);
-    if (rc < 0) return rc;
-  }
-
-  /* The page's ids are chosen first and only they are turned into documents: with the
-   * documents inside, a sort that cannot use an index would build one for every match. */
   sqlbuf_t b = {a, NULL, 0, 0};
   sb_add(&b, "SELECT " DOC_SQL ", p.id, ");
   sb_add(&b, col);
@@ -808,7 +811,7 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
                                   "SELECT * FROM (SELECT p.id AS pid, %s AS k FROM products p"
                                   " WHERE p.category = :c%d",
                                   col, i));
-      sb_add(&b, f.buf);
+      sb_add(&b, where);
       sb_add(&b, order);
       sb_add(&b, ")");
     }
@@ -820,31 +823,35 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
       sb_add(&b, " AND p.category IN (WITH RECURSIVE sub(slug) AS (SELECT :cat UNION"
                  " SELECT c.slug FROM categories c JOIN sub ON c.parent = sub.slug)"
                  " SELECT slug FROM sub)");
-    sb_add(&b, f.buf);
+    sb_add(&b, where);
     sb_add(&b, order);
   }
   sb_add(&b, ps_arena_sprintf(a,
                               ") page JOIN products p ON p.id = page.pid ORDER BY %s %s, p.id %s",
                               col, dir, dir));
+  return b.buf;
+}
 
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(S(s)->db, b.buf, -1, &st, NULL) != SQLITE_OK)
-    return log_err(s, sqlite3_errcode(S(s)->db), "preparing a listing");
-  if (q->q) ps_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, ":q"), like_pattern(a, q->q));
-  if (q->category && nslugs > LIST_MERGE_MAX)
-    ps_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, ":cat"), q->category);
+static void bind_named_text(sqlite3_stmt *st, const char *name, const char *v) {
+  ps_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, name), v);
+}
+
+/* Binds the listing's parameters (see list_where and list_sql). */
+static void list_bind(sqlite3_stmt *st, ps_arena_t *a, const product_query_t *q,
+                      char *const *slugs, int nslugs) {
+  char name[16];
+  if (q->q) bind_named_text(st, ":q", like_pattern(a, q->q));
+  if (q->category && nslugs > LIST_MERGE_MAX) bind_named_text(st, ":cat", q->category);
   for (int i = 0; q->category && i < nslugs && nslugs <= LIST_MERGE_MAX; i++) {
-    char name[16];
     snprintf(name, sizeof(name), ":c%d", i);
-    ps_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, name), slugs[i]);
+    bind_named_text(st, name, slugs[i]);
   }
-  if (q->brand) ps_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, ":brand"), q->brand);
+  if (q->brand) bind_named_text(st, ":brand", q->brand);
   if (q->price_min >= 0)
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":pmin"), q->price_min);
   if (q->price_max >= 0)
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":pmax"), q->price_max);
   for (int i = 0; i < q->nattrs; i++) {
-    char name[16];
     snprintf(name, sizeof(name), ":a%dt", i);
     bind_attr_value(st, sqlite3_bind_parameter_index(st, name), q->attrs[i].value);
   }
@@ -854,9 +861,26 @@ static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_quer
       ps_sqlite_bind_text(st, k, q->cursor.key_s);
     else
       sqlite3_bind_int64(st, k, q->cursor.key_i);
-    ps_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, ":cid"), q->cursor.id);
+    bind_named_text(st, ":cid", q->cursor.id);
   }
   sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":limit"), q->limit + 1);
+}
+
+static int sq_product_list(product_store_t *s, ps_arena_t *a, const product_query_t *q,
+                           product_row_t **rows, size_t *nrows) {
+  const char *col = sort_column(q->sort);
+  int desc = sort_desc(q->sort);
+  sqlbuf_t where = {a, NULL, 0, 0};
+  char **slugs = NULL;
+  int nslugs = 0;
+  int rc = list_where(s, a, q, col, desc, &where);
+  if (!rc && q->category) rc = list_slugs(s, a, q->category, &slugs, &nslugs);
+  if (rc) return rc;
+  sqlite3_stmt *st = NULL;
+  const char *text = list_sql(a, q, col, desc, where.buf, nslugs);
+  if (sqlite3_prepare_v2(S(s)->db, text, -1, &st, NULL) != SQLITE_OK)
+    return log_err(s, sqlite3_errcode(S(s)->db), "preparing a listing");
+  list_bind(st, a, q, slugs, nslugs);
 
   size_t cap = (size_t)q->limit + 1, n = 0;
   product_row_t *out = ps_arena_alloc(a, cap * sizeof(*out));

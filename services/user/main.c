@@ -10,6 +10,7 @@
 #include "polyshop/error.h"
 #include "polyshop/log.h"
 #include "polyshop/service.h"
+#include "polyshop/url.h"
 #include "user.h"
 
 static void *thread_init(void *ctx) {
@@ -17,7 +18,8 @@ static void *thread_init(void *ctx) {
   user_thread_t *t = ps_calloc(1, sizeof(*t));
   if (user_store_open(svc->store_url, &t->store)) {
     /* Checked at start on the main thread, so this is a store gone bad since: no way to serve. */
-    ps_log_error("cannot open the user store %s", svc->store_url);
+    char shown[PS_URL_REDACT_MAX];
+    ps_log_error("cannot open the user store %s", ps_url_redact(shown, sizeof(shown), svc->store_url));
     abort();
   }
   t->sessions = t->store;
@@ -96,15 +98,16 @@ int main(void) {
   svc.limit_per_email = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_PER_EMAIL", 10, 1, 100000);
   svc.limit_per_client = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_PER_CLIENT", 100, 1, 1000000);
   svc.limit_window = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_WINDOW", 300, 1, 86400);
+  char shown[PS_URL_REDACT_MAX]; /* URLs in messages, passwords hidden */
   svc.redis_url = ps_config_str(&cfg, "REDIS_URL", NULL);
   if (svc.redis_url && strncmp(svc.redis_url, "redis://", 8) != 0)
-    ps_config_error(&cfg, "REDIS_URL=\"%s\" must look like redis://host:port", svc.redis_url);
+    ps_config_error(&cfg, "REDIS_URL=\"%s\" must look like redis://host:port", ps_url_redact(shown, sizeof(shown), svc.redis_url));
   const char *admin_email = ps_config_str(&cfg, "POLYSHOP_ADMIN_EMAIL", NULL);
   const char *admin_password = ps_config_str(&cfg, "POLYSHOP_ADMIN_PASSWORD", NULL);
   char err[256];
   if (ps_jwt_keys_from_env(&svc.keys, err, sizeof(err))) ps_config_error(&cfg, "%s", err);
   if (!user_store_url_ok(svc.store_url))
-    ps_config_error(&cfg, "USER_STORE=\"%s\" is not a supported store URL (sqlite://PATH or mongodb://HOST:PORT/DB)", svc.store_url);
+    ps_config_error(&cfg, "USER_STORE=\"%s\" is not a supported store URL (sqlite://PATH or mongodb://HOST:PORT/DB)", ps_url_redact(shown, sizeof(shown), svc.store_url));
   if ((admin_email == NULL) != (admin_password == NULL))
     ps_config_error(&cfg, "set both POLYSHOP_ADMIN_EMAIL and POLYSHOP_ADMIN_PASSWORD, or neither");
   if (admin_email && user_check_email(admin_email))
@@ -117,7 +120,7 @@ int main(void) {
   user_store_t *st;
   int rc = user_store_open(svc.store_url, &st);
   if (rc) {
-    ps_log_error("cannot open the user store %s: %s", svc.store_url, ps_strerror(rc));
+    ps_log_error("cannot open the user store %s: %s", ps_url_redact(shown, sizeof(shown), svc.store_url), ps_strerror(rc));
     return 1;
   }
   if (crypto_pwhash_str(svc.dummy_hash, "not a real password", 19, svc.argon_ops, svc.argon_mem)) {

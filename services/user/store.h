@@ -76,9 +76,9 @@ int user_store_url_ok(const char *url);
 int user_store_sqlite_open(const char *path, user_store_t **out);
 int user_store_mongo_open(const char *url, user_store_t **out);
 
-/* Sessions in Redis ("redis://host:port"): a store with only the refresh_* operations, ping
- * and close (store_redis.c). Expired tokens are forgotten by Redis, so refresh_use answers
- * PS_ENOTFOUND for them. */
+/* Sessions in Redis ("redis://[[user]:password@]host[:port][/db]", see polyshop/redis.h): a
+ * store with only the refresh_* operations, ping and close (store_redis.c). Expired tokens
+ * are forgotten by Redis, so refresh_use answers PS_ENOTFOUND for them. */
 int user_sessions_redis_open(const char *url, user_store_t **out);
 /* Login rate limits shared by every replica through the sessions' Redis connection. */
 int user_redis_ratelimit_hit(user_store_t *sessions, const char *scope, const char *key, int max,

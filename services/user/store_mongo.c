@@ -1,53 +1,27 @@
 /* store_mongo.c - the user store on MongoDB (libmongoc), see store.h. One mongoc client per
  * event-loop thread. Written to the subset that FerretDB also speaks (no transactions, no
  * aggregation): every multi-step change is a single-document atomic operation. */
-#include <mongoc/mongoc.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "polyshop/alloc.h"
 #include "polyshop/error.h"
-#include "polyshop/log.h"
+#include "polyshop/mongo.h"
 #include "store.h"
 
 typedef struct {
   user_store_t base;
-  mongoc_client_t *client;
+  ps_mongo_t mongo; /* client and database: lib/drivers/mongo.c */
   mongoc_collection_t *users, *refresh, *reset, *outbox, *claims;
 } mongo_store_t;
 
 #define M(s) ((mongo_store_t *)(s))
 
-static void mongo_global_init(void) {
-  mongoc_init();
-  atexit(mongoc_cleanup); /* after main returns, when every client is closed */
-}
-
-static int map_error(const bson_error_t *err) {
-  if (err->code == 11000 || err->code == 11001) return PS_EEXISTS;
-  if (err->domain == MONGOC_ERROR_STREAM || err->domain == MONGOC_ERROR_SERVER_SELECTION)
-    return PS_EUNAVAIL;
-  ps_log_warn("mongodb: %s (domain %u, code %u)", err->message, err->domain, err->code);
-  return PS_ESTORE;
-}
-
-/* Copies a string field into the arena, "" when absent. */
+/* A string field copied into the arena, "" when absent. */
 static const char *str_field(ps_arena_t *a, const bson_t *doc, const char *key) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it)) {
-    uint32_t len;
-    const char *s = bson_iter_utf8(&it, &len);
-    return ps_arena_strndup(a, s, len);
-  }
-  return "";
-}
-
-static int64_t int_field(const bson_t *doc, const char *key) {
-  bson_iter_t it;
-  if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it)) return bson_iter_as_int64(&it);
-  return 0;
+  const char *v = ps_mongo_str(a, doc, key);
+  return v ? v : "";
 }
 
 /* A sub-document field as JSON text in the arena ("{}" when absent). */
@@ -65,20 +39,6 @@ static const char *doc_field_json(ps_arena_t *a, const bson_t *doc, const char *
   return out;
 }
 
-/* Appends JSON object text as a sub-document; the text was produced by our own validation,
- * so a parse failure is a bug and stores an empty document. */
-static void append_json_doc(bson_t *b, const char *key, const char *json) {
-  bson_error_t err;
-  bson_t *sub = bson_new_from_json((const uint8_t *)json, -1, &err);
-  if (sub) {
-    BSON_APPEND_DOCUMENT(b, key, sub);
-    bson_destroy(sub);
-  } else {
-    bson_t empty = BSON_INITIALIZER;
-    BSON_APPEND_DOCUMENT(b, key, &empty);
-  }
-}
-
 static int m_create(user_store_t *s, const user_t *u) {
   bson_t doc = BSON_INITIALIZER;
   BSON_APPEND_UTF8(&doc, "_id", u->id);
@@ -86,32 +46,12 @@ static int m_create(user_store_t *s, const user_t *u) {
   BSON_APPEND_UTF8(&doc, "password_hash", u->password_hash);
   BSON_APPEND_UTF8(&doc, "role", u->role);
   BSON_APPEND_UTF8(&doc, "name", u->name ? u->name : "");
-  append_json_doc(&doc, "profile", u->profile ? u->profile : "{}");
-  append_json_doc(&doc, "settings", u->settings ? u->settings : "{}");
+  ps_mongo_append_json(&doc, "profile", u->profile ? u->profile : "{}");
+  ps_mongo_append_json(&doc, "settings", u->settings ? u->settings : "{}");
   BSON_APPEND_INT64(&doc, "created_at", u->created_at);
   BSON_APPEND_INT64(&doc, "updated_at", u->updated_at);
-  bson_error_t err;
-  bool ok = mongoc_collection_insert_one(M(s)->users, &doc, NULL, NULL, &err);
+  int rc = ps_mongo_insert(M(s)->users, &doc);
   bson_destroy(&doc);
-  return ok ? 0 : map_error(&err);
-}
-
-/* Finds one document matching filter; *out is owned by the caller (bson_destroy). */
-static int find_one(mongoc_collection_t *c, const bson_t *filter, bson_t **out) {
-  bson_t opts = BSON_INITIALIZER;
-  BSON_APPEND_INT64(&opts, "limit", 1);
-  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, &opts, NULL);
-  const bson_t *doc;
-  int rc = PS_ENOTFOUND;
-  if (mongoc_cursor_next(cur, &doc)) {
-    *out = bson_copy(doc);
-    rc = 0;
-  } else {
-    bson_error_t err;
-    if (mongoc_cursor_error(cur, &err)) rc = map_error(&err);
-  }
-  mongoc_cursor_destroy(cur);
-  bson_destroy(&opts);
   return rc;
 }
 
@@ -119,7 +59,7 @@ static int find_user(user_store_t *s, ps_arena_t *a, const char *key, const char
   bson_t filter = BSON_INITIALIZER;
   BSON_APPEND_UTF8(&filter, key, value);
   bson_t *doc = NULL;
-  int rc = find_one(M(s)->users, &filter, &doc);
+  int rc = ps_mongo_find_one(M(s)->users, &filter, &doc);
   bson_destroy(&filter);
   if (rc) return rc;
   out->id = str_field(a, doc, "_id");
@@ -129,8 +69,8 @@ static int find_user(user_store_t *s, ps_arena_t *a, const char *key, const char
   out->name = str_field(a, doc, "name");
   out->profile = doc_field_json(a, doc, "profile");
   out->settings = doc_field_json(a, doc, "settings");
-  out->created_at = int_field(doc, "created_at");
-  out->updated_at = int_field(doc, "updated_at");
+  out->created_at = ps_mongo_int(doc, "created_at");
+  out->updated_at = ps_mongo_int(doc, "updated_at");
   bson_destroy(doc);
   return 0;
 }
@@ -153,8 +93,8 @@ static int update(mongoc_collection_t *c, const bson_t *filter, const bson_t *se
   bson_error_t err;
   bool ok = many ? mongoc_collection_update_many(c, filter, &upd, NULL, &reply, &err)
                  : mongoc_collection_update_one(c, filter, &upd, NULL, &reply, &err);
-  int rc = ok ? 0 : map_error(&err);
-  if (ok && require_match && int_field(&reply, "matchedCount") == 0) rc = PS_ENOTFOUND;
+  int rc = ok ? 0 : ps_mongo_err(&err);
+  if (ok && require_match && ps_mongo_int(&reply, "matchedCount") == 0) rc = PS_ENOTFOUND;
   bson_destroy(&reply);
   bson_destroy(&upd);
   return rc;
@@ -172,14 +112,14 @@ static int update_user(user_store_t *s, const char *id, bson_t *set) {
 static int m_update_profile(user_store_t *s, const user_t *u) {
   bson_t set = BSON_INITIALIZER;
   BSON_APPEND_UTF8(&set, "name", u->name ? u->name : "");
-  append_json_doc(&set, "profile", u->profile ? u->profile : "{}");
+  ps_mongo_append_json(&set, "profile", u->profile ? u->profile : "{}");
   BSON_APPEND_INT64(&set, "updated_at", u->updated_at);
   return update_user(s, u->id, &set);
 }
 
 static int m_update_settings(user_store_t *s, const char *id, const char *settings, int64_t now) {
   bson_t set = BSON_INITIALIZER;
-  append_json_doc(&set, "settings", settings);
+  ps_mongo_append_json(&set, "settings", settings);
   BSON_APPEND_INT64(&set, "updated_at", now);
   return update_user(s, id, &set);
 }
@@ -205,10 +145,9 @@ static int m_refresh_add(user_store_t *s, const char *hash, const char *family,
   BSON_APPEND_UTF8(&doc, "user_id", user_id);
   BSON_APPEND_INT64(&doc, "expires_at", expires_at);
   BSON_APPEND_INT32(&doc, "used", 0);
-  bson_error_t err;
-  bool ok = mongoc_collection_insert_one(M(s)->refresh, &doc, NULL, NULL, &err);
+  int rc = ps_mongo_insert(M(s)->refresh, &doc);
   bson_destroy(&doc);
-  return ok ? 0 : map_error(&err);
+  return rc;
 }
 
 /* Claims a one-time token by inserting its hash as _id into the claims collection: the
@@ -220,11 +159,9 @@ static int claim_token(mongo_store_t *m, const char *kind, const char *hash) {
   char id[200];
   snprintf(id, sizeof(id), "%s:%s", kind, hash);
   BSON_APPEND_UTF8(&doc, "_id", id);
-  bson_error_t err;
-  bool ok = mongoc_collection_insert_one(m->claims, &doc, NULL, NULL, &err);
+  int rc = ps_mongo_insert(m->claims, &doc);
   bson_destroy(&doc);
-  if (ok) return 1;
-  int rc = map_error(&err);
+  if (!rc) return 1;
   return rc == PS_EEXISTS ? 0 : rc;
 }
 
@@ -241,7 +178,7 @@ static void mark_used(mongoc_collection_t *c, const char *hash) {
 static int token_doc(mongoc_collection_t *c, const char *hash, bson_t **doc) {
   bson_t filter = BSON_INITIALIZER;
   BSON_APPEND_UTF8(&filter, "_id", hash);
-  int rc = find_one(c, &filter, doc);
+  int rc = ps_mongo_find_one(c, &filter, doc);
   bson_destroy(&filter);
   return rc;
 }
@@ -253,8 +190,8 @@ static int m_refresh_use(user_store_t *s, ps_arena_t *a, const char *hash, int64
   if (rc) return rc;
   *user_id = str_field(a, doc, "user_id");
   *family = str_field(a, doc, "family");
-  int used = (int)int_field(doc, "used");
-  int64_t expires_at = int_field(doc, "expires_at");
+  int used = (int)ps_mongo_int(doc, "used");
+  int64_t expires_at = ps_mongo_int(doc, "expires_at");
   bson_destroy(doc);
   if (used) return PS_ECONFLICT;
   if (expires_at <= now) return PS_EEXPIRED;
@@ -300,10 +237,9 @@ static int m_reset_add(user_store_t *s, const char *hash, const char *user_id, i
   BSON_APPEND_UTF8(&doc, "user_id", user_id);
   BSON_APPEND_INT64(&doc, "expires_at", expires_at);
   BSON_APPEND_INT32(&doc, "used", 0);
-  bson_error_t err;
-  bool ok = mongoc_collection_insert_one(M(s)->reset, &doc, NULL, NULL, &err);
+  int rc = ps_mongo_insert(M(s)->reset, &doc);
   bson_destroy(&doc);
-  return ok ? 0 : map_error(&err);
+  return rc;
 }
 
 static int m_reset_consume(user_store_t *s, ps_arena_t *a, const char *hash, int64_t now,
@@ -312,8 +248,8 @@ static int m_reset_consume(user_store_t *s, ps_arena_t *a, const char *hash, int
   int rc = token_doc(M(s)->reset, hash, &doc);
   if (rc) return rc;
   *user_id = str_field(a, doc, "user_id");
-  int used = (int)int_field(doc, "used");
-  int64_t expires_at = int_field(doc, "expires_at");
+  int used = (int)ps_mongo_int(doc, "used");
+  int64_t expires_at = ps_mongo_int(doc, "expires_at");
   bson_destroy(doc);
   if (used) return PS_ENOTFOUND;
   if (expires_at <= now) return PS_EEXPIRED;
@@ -327,23 +263,15 @@ static int m_reset_consume(user_store_t *s, ps_arena_t *a, const char *hash, int
 static int m_outbox_add(user_store_t *s, const char *type, const char *payload, int64_t now) {
   bson_t doc = BSON_INITIALIZER;
   BSON_APPEND_UTF8(&doc, "type", type);
-  append_json_doc(&doc, "payload", payload);
+  ps_mongo_append_json(&doc, "payload", payload);
   BSON_APPEND_INT64(&doc, "created_at", now);
   BSON_APPEND_NULL(&doc, "sent_at");
-  bson_error_t err;
-  bool ok = mongoc_collection_insert_one(M(s)->outbox, &doc, NULL, NULL, &err);
+  int rc = ps_mongo_insert(M(s)->outbox, &doc);
   bson_destroy(&doc);
-  return ok ? 0 : map_error(&err);
+  return rc;
 }
 
-static int m_ping(user_store_t *s) {
-  bson_t cmd = BSON_INITIALIZER;
-  BSON_APPEND_INT32(&cmd, "ping", 1);
-  bson_error_t err;
-  bool ok = mongoc_client_command_simple(M(s)->client, "admin", &cmd, NULL, NULL, &err);
-  bson_destroy(&cmd);
-  return ok ? 0 : PS_EUNAVAIL;
-}
+static int m_ping(user_store_t *s) { return ps_mongo_ping(&M(s)->mongo) ? PS_EUNAVAIL : 0; }
 
 static void m_close(user_store_t *s) {
   mongo_store_t *m = M(s);
@@ -352,7 +280,7 @@ static void m_close(user_store_t *s) {
   mongoc_collection_destroy(m->reset);
   mongoc_collection_destroy(m->outbox);
   mongoc_collection_destroy(m->claims);
-  mongoc_client_destroy(m->client);
+  ps_mongo_close(&m->mongo);
   ps_free(m);
 }
 
@@ -376,53 +304,33 @@ static const user_store_ops_t mongo_ops = {
     .close = m_close,
 };
 
-/* createIndexes as a plain command: works on every libmongoc (Debian 12 ships 1.23) and on
- * FerretDB. */
-static int create_index(mongoc_collection_t *c, const char *field, int unique) {
-  bson_t cmd = BSON_INITIALIZER, indexes, index, key;
+/* One ascending index on field of collection coll. */
+static int create_index(mongo_store_t *m, const char *coll, const char *field, int unique) {
   char name[64];
   snprintf(name, sizeof(name), "%s_1", field);
-  BSON_APPEND_UTF8(&cmd, "createIndexes", mongoc_collection_get_name(c));
-  BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
-  BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &index);
-  BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &key);
-  BSON_APPEND_INT32(&key, field, 1);
-  bson_append_document_end(&index, &key);
-  BSON_APPEND_UTF8(&index, "name", name);
-  if (unique) BSON_APPEND_BOOL(&index, "unique", true);
-  bson_append_document_end(&indexes, &index);
-  bson_append_array_end(&cmd, &indexes);
-  bson_error_t err;
-  bool ok = mongoc_collection_write_command_with_opts(c, &cmd, NULL, NULL, &err);
-  bson_destroy(&cmd);
-  return ok ? 0 : map_error(&err);
+  bson_t *keys = BCON_NEW(field, BCON_INT32(1));
+  int rc = ps_mongo_create_index(&m->mongo, coll, keys, name, unique);
+  bson_destroy(keys);
+  return rc;
 }
 
 int user_store_mongo_open(const char *url, user_store_t **out) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, mongo_global_init);
-  bson_error_t err;
-  mongoc_uri_t *uri = mongoc_uri_new_with_error(url, &err);
-  if (!uri) {
-    ps_log_error("mongodb: bad URL: %s", err.message);
-    return PS_ECONFIG;
-  }
-  const char *dbname = mongoc_uri_get_database(uri);
-  if (!dbname || !*dbname) dbname = "polyshop";
   mongo_store_t *m = ps_calloc(1, sizeof(*m));
+  int rc = ps_mongo_open(&m->mongo, url, "polyshop-user", "polyshop");
+  if (rc) {
+    ps_free(m);
+    return rc;
+  }
   m->base.ops = &mongo_ops;
-  m->client = mongoc_client_new_from_uri(uri);
-  mongoc_client_set_appname(m->client, "polyshop-user");
-  m->users = mongoc_client_get_collection(m->client, dbname, "users");
-  m->refresh = mongoc_client_get_collection(m->client, dbname, "refresh_tokens");
-  m->reset = mongoc_client_get_collection(m->client, dbname, "reset_tokens");
-  m->outbox = mongoc_client_get_collection(m->client, dbname, "user_outbox");
-  m->claims = mongoc_client_get_collection(m->client, dbname, "token_claims");
-  mongoc_uri_destroy(uri);
+  m->users = ps_mongo_collection(&m->mongo, "users");
+  m->refresh = ps_mongo_collection(&m->mongo, "refresh_tokens");
+  m->reset = ps_mongo_collection(&m->mongo, "reset_tokens");
+  m->outbox = ps_mongo_collection(&m->mongo, "user_outbox");
+  m->claims = ps_mongo_collection(&m->mongo, "token_claims");
   /* Indexes at start: unique email, and the lookups of session revocation. */
-  int rc = create_index(m->users, "email", 1);
-  if (!rc) rc = create_index(m->refresh, "family", 0);
-  if (!rc) rc = create_index(m->refresh, "user_id", 0);
+  rc = create_index(m, "users", "email", 1);
+  if (!rc) rc = create_index(m, "refresh_tokens", "family", 0);
+  if (!rc) rc = create_index(m, "refresh_tokens", "user_id", 0);
   if (rc) {
     m_close(&m->base);
     return rc;

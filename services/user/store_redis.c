@@ -2,63 +2,21 @@
  * replica of the user service sees the same sessions and counts the same attempts. Only the
  * refresh_* operations of store.h live here; accounts stay in the main store. Each atomic
  * step is one Lua script, so concurrent replicas never both use one token. */
-#include <hiredis/hiredis.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "polyshop/alloc.h"
 #include "polyshop/error.h"
 #include "polyshop/log.h"
+#include "polyshop/redis.h"
 #include "store.h"
 
 typedef struct {
   user_store_t base;
-  redisContext *ctx;
-  char host[256];
-  int port;
+  ps_redis_t redis; /* connection, timeouts, reconnection: lib/drivers/redis.c */
 } redis_store_t;
 
 #define R(s) ((redis_store_t *)(s))
-
-/* Returns a live connection, reconnecting once after an error. */
-static redisContext *conn(redis_store_t *r) {
-  if (r->ctx && !r->ctx->err) return r->ctx;
-  if (r->ctx) redisFree(r->ctx);
-  struct timeval tv = {1, 0};
-  r->ctx = redisConnectWithTimeout(r->host, r->port, tv);
-  if (!r->ctx || r->ctx->err) {
-    ps_log_warn("redis: cannot connect to %s:%d: %s", r->host, r->port,
-                r->ctx ? r->ctx->errstr : "out of memory");
-    return NULL;
-  }
-  redisSetTimeout(r->ctx, tv);
-  return r->ctx;
-}
-
-/* Runs a command; returns the reply (caller frees) or NULL with *rc set. */
-static redisReply *command(redis_store_t *r, int *rc, const char *fmt, ...) {
-  redisContext *c = conn(r);
-  if (!c) {
-    *rc = PS_EUNAVAIL;
-    return NULL;
-  }
-  va_list ap;
-  va_start(ap, fmt);
-  redisReply *reply = redisvCommand(c, fmt, ap);
-  va_end(ap);
-  if (!reply) {
-    *rc = PS_EUNAVAIL;
-    return NULL;
-  }
-  if (reply->type == REDIS_REPLY_ERROR) {
-    ps_log_warn("redis: %s", reply->str);
-    freeReplyObject(reply);
-    *rc = PS_ESTORE;
-    return NULL;
-  }
-  *rc = 0;
-  return reply;
-}
 
 static const char add_script[] =
     "redis.call('HSET', KEYS[1], 'family', ARGV[1], 'user', ARGV[2], 'used', 0)\n"
@@ -71,7 +29,7 @@ static int r_refresh_add(user_store_t *s, const char *hash, const char *family,
                          const char *user_id, int64_t expires_at) {
   int rc;
   /* KEYS: the token, its family's members, the user's families. */
-  redisReply *reply = command(R(s), &rc, "EVAL %s 3 ps:rt:%s ps:rf:%s ps:ru:%s %s %s %lld %d",
+  redisReply *reply = ps_redis_command(&R(s)->redis, &rc, "EVAL %s 3 ps:rt:%s ps:rf:%s ps:ru:%s %s %s %lld %d",
                               add_script, hash, family, user_id, family, user_id,
                               (long long)expires_at, 400 * 86400);
   if (reply) freeReplyObject(reply);
@@ -90,7 +48,7 @@ static const char use_script[] =
 static int r_refresh_use(user_store_t *s, ps_arena_t *a, const char *hash, int64_t now,
                          const char **user_id, const char **family) {
   int rc;
-  redisReply *reply = command(R(s), &rc, "EVAL %s 1 ps:rt:%s", use_script, hash);
+  redisReply *reply = ps_redis_command(&R(s)->redis, &rc, "EVAL %s 1 ps:rt:%s", use_script, hash);
   if (!reply) return rc;
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
     freeReplyObject(reply);
@@ -106,7 +64,7 @@ static int r_refresh_use(user_store_t *s, ps_arena_t *a, const char *hash, int64
 static int r_refresh_family(user_store_t *s, ps_arena_t *a, const char *hash,
                             const char **family, const char **user_id) {
   int rc;
-  redisReply *reply = command(R(s), &rc, "HMGET ps:rt:%s family user", hash);
+  redisReply *reply = ps_redis_command(&R(s)->redis, &rc, "HMGET ps:rt:%s family user", hash);
   if (!reply) return rc;
   rc = PS_ENOTFOUND;
   if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 && reply->element[0]->str) {
@@ -125,7 +83,7 @@ static const char revoke_family_script[] =
 
 static int r_refresh_revoke_family(user_store_t *s, const char *family) {
   int rc;
-  redisReply *reply = command(R(s), &rc, "EVAL %s 1 ps:rf:%s", revoke_family_script, family);
+  redisReply *reply = ps_redis_command(&R(s)->redis, &rc, "EVAL %s 1 ps:rf:%s", revoke_family_script, family);
   if (reply) freeReplyObject(reply);
   return rc;
 }
@@ -139,20 +97,20 @@ static const char revoke_user_script[] =
 
 static int r_refresh_revoke_user(user_store_t *s, const char *user_id) {
   int rc;
-  redisReply *reply = command(R(s), &rc, "EVAL %s 1 ps:ru:%s", revoke_user_script, user_id);
+  redisReply *reply = ps_redis_command(&R(s)->redis, &rc, "EVAL %s 1 ps:ru:%s", revoke_user_script, user_id);
   if (reply) freeReplyObject(reply);
   return rc;
 }
 
 static int r_ping(user_store_t *s) {
   int rc;
-  redisReply *reply = command(R(s), &rc, "PING");
+  redisReply *reply = ps_redis_command(&R(s)->redis, &rc, "PING");
   if (reply) freeReplyObject(reply);
   return rc;
 }
 
 static void r_close(user_store_t *s) {
-  if (R(s)->ctx) redisFree(R(s)->ctx);
+  ps_redis_close(&R(s)->redis);
   ps_free(s);
 }
 
@@ -166,31 +124,13 @@ static const user_store_ops_t redis_ops = {
     .close = r_close,
 };
 
-/* Parses redis://host:port[/db] (no password support yet: the engines run on loopback or
- * inside a NetworkPolicy). */
-static int parse_url(const char *url, char *host, size_t hostlen, int *port) {
-  if (strncmp(url, "redis://", 8) != 0) return PS_ECONFIG;
-  const char *h = url + 8;
-  const char *colon = strchr(h, ':');
-  const char *end = h + strcspn(h, "/");
-  if (!colon || colon > end) colon = end;
-  if (colon == h || (size_t)(colon - h) >= hostlen) return PS_ECONFIG;
-  memcpy(host, h, (size_t)(colon - h));
-  host[colon - h] = '\0';
-  *port = colon < end ? atoi(colon + 1) : 6379;
-  return *port > 0 && *port < 65536 ? 0 : PS_ECONFIG;
-}
-
 int user_sessions_redis_open(const char *url, user_store_t **out) {
   redis_store_t *r = ps_calloc(1, sizeof(*r));
   r->base.ops = &redis_ops;
-  if (parse_url(url, r->host, sizeof(r->host), &r->port)) {
+  int rc = ps_redis_open(&r->redis, url, 1000);
+  if (rc) {
     ps_free(r);
-    return PS_ECONFIG;
-  }
-  if (!conn(r)) {
-    r_close(&r->base);
-    return PS_EUNAVAIL;
+    return rc;
   }
   *out = &r->base;
   return 0;
@@ -205,7 +145,7 @@ static const char limit_script[] =
 int user_redis_ratelimit_hit(user_store_t *s, const char *scope, const char *key, int max,
                              int window, int *retry_after) {
   int rc;
-  redisReply *reply = command(R(s), &rc, "EVAL %s 1 ps:rl:%s:%s %d", limit_script, scope, key, window);
+  redisReply *reply = ps_redis_command(&R(s)->redis, &rc, "EVAL %s 1 ps:rl:%s:%s %d", limit_script, scope, key, window);
   if (!reply) return rc;
   long long count = 0, ttl = 1;
   if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
@@ -222,6 +162,6 @@ int user_redis_ratelimit_hit(user_store_t *s, const char *scope, const char *key
 
 void user_redis_ratelimit_clear(user_store_t *s, const char *scope, const char *key) {
   int rc;
-  redisReply *reply = command(R(s), &rc, "DEL ps:rl:%s:%s", scope, key);
+  redisReply *reply = ps_redis_command(&R(s)->redis, &rc, "DEL ps:rl:%s:%s", scope, key);
   if (reply) freeReplyObject(reply);
 }

@@ -70,4 +70,4 @@ def test_the_scan_sees_waits():
                  "static void g(void) { sleep_ms(10); event_base_loop(b, 0); }\n")
     assert waits_in(code) == [("f", "usleep", 2), ("f", "poll", 5), ("g", "sleep_ms", 8)]
     assert ("busy_retry", "nanosleep") in {(f, c) for f, c, _ in
-                                           waits_in(blank((ROOT / "lib/sqlite.c").read_text()))}
+                                           waits_in(blank((ROOT / "lib/drivers/sqlite.c").read_text()))}
