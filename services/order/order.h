@@ -120,8 +120,6 @@ typedef struct {
 typedef struct {
   order_store_t *store;
   ps_client_t *client;
-  struct event *recovery_ev; /* on one loop only */
-  struct event *relay_ev;    /* on one loop only */
   order_service_t *svc;
   /* The traceparent of the request this thread is handling (handlers run one at a time per
    * thread and call out synchronously), NULL in the timers: outgoing calls continue it. */
