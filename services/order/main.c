@@ -1,6 +1,6 @@
 /* main.c - the order service: its configuration, its store (one SQLite connection shared by
  * every loop, or one PostgreSQL connection per loop), and its two periodic jobs, the recovery
- * worker and the outbox relay; lib/skeleton.c runs the rest. */
+ * worker and the core's outbox relay (lib/outbox.c); lib/skeleton.c runs the rest. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +23,16 @@ static order_service_t svc;
 static order_store_t *shared_store;
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* The outbox relay: its rounds run on the worker pool with a store handle of their own (the
+ * shared SQLite connection, or one more PostgreSQL connection), never a loop's. */
+static order_thread_t relay_state;
+static ps_outbox_source_t relay_source;
+static ps_outbox_relay_t *relay;
+
+/* Today's destinations: every order event to notification and analytics when their URLs are
+ * set. */
+#define ORDER_EVENT_ROUTES "order_*=NOTIFICATION_URL/internal/events,ANALYTICS_URL/internal/events"
+
 static void config(ps_config_t *cfg, void *ctx) {
   const char *data_dir = ps_config_str(cfg, "POLYSHOP_DATA_DIR", "./data");
   static char default_url[4096];
@@ -43,6 +53,7 @@ static void config(ps_config_t *cfg, void *ctx) {
   svc.outbox_retention_s = ps_config_int(cfg, "ORDER_OUTBOX_RETENTION_SECONDS", 7 * 86400, 0, 3650LL * 86400);
   svc.relay_interval_ms = ps_config_int(cfg, "ORDER_RELAY_INTERVAL_MS", 1000, 50, 3600000);
   svc.fault_point = ps_config_str(cfg, "ORDER_FAULT_POINT", NULL);
+  ps_event_routes_from_env(cfg, ORDER_EVENT_ROUTES, &svc.event_routes);
   svc.pg_schema = ps_config_str(cfg, "ORDER_PG_SCHEMA", ORDER_PG_SCHEMA_DEFAULT);
   /* The worker must never take an order whose request is still waiting on a call: the grace
    * outlasts the longest step (a charge) plus one ordinary call. */
@@ -75,18 +86,24 @@ static int store_open(void *ctx) {
     return rc == PS_ECONFIG ? PS_EIO : rc;
   }
   int pg = order_store_is_pg(svc.store_url);
-  if (pg)
-    st->ops->close(st);
-  else
-    shared_store = st;
+  if (!pg) shared_store = st;
   order_store_metrics_register(pg ? "postgres" : "sqlite", pg ? NULL : &shared_lock);
   order_saga_metrics_register();
+  order_events_route_by(svc.event_routes);
+  relay_state.svc = &svc;
+  relay_state.store = order_store_timed(st, pg);
+  order_outbox_source(&relay_state, &relay_source);
+  relay = ps_outbox_relay_new(svc.event_routes, &relay_source);
   return 0;
 }
 
 static void store_close(void *ctx) {
+  ps_outbox_relay_free(relay);
+  relay_state.store->ops->close(relay_state.store);
+  ps_free(relay_state.call_token);
   if (shared_store) shared_store->ops->close(shared_store);
   shared_store = NULL;
+  ps_event_routes_free(svc.event_routes);
 }
 
 static void *thread_init(void *ctx) {
@@ -126,9 +143,7 @@ static void recover_cb(void *ctx, void *thread_ctx) {
 }
 
 static void relay_cb(void *ctx, void *thread_ctx) {
-  order_thread_t *t = thread_ctx;
-  t->traceparent = NULL;
-  order_relay(t);
+  ps_outbox_relay_run(relay, ps_server_thread_base());
 }
 
 static const ps_service_job_t jobs[] = {
