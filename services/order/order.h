@@ -12,6 +12,7 @@
 #include "polyshop/client.h"
 #include "polyshop/http.h"
 #include "polyshop/money.h"
+#include "polyshop/outbox.h"
 #include "store.h"
 
 /* Limits of an order request, documented in docs/order.md. */
@@ -105,6 +106,7 @@ typedef struct {
   const char *payment_url;       /* required */
   const char *notification_url;  /* optional: events stay pending while unset */
   const char *analytics_url;     /* optional */
+  ps_event_routes_t *event_routes; /* POLYSHOP_EVENT_ROUTES: where each event type goes */
   const char *internal_token;    /* X-Internal-Token for /internal calls, may be NULL */
   const char *default_payment_method;
   long long reservation_ttl;     /* seconds */
@@ -120,13 +122,11 @@ typedef struct {
 typedef struct {
   order_store_t *store;
   ps_client_t *client;
-  struct event *recovery_ev; /* on one loop only */
-  struct event *relay_ev;    /* on one loop only */
   order_service_t *svc;
   /* The traceparent of the request this thread is handling (handlers run one at a time per
    * thread and call out synchronously), NULL in the timers: outgoing calls continue it. */
   const char *traceparent;
-  int64_t last_prune; /* when sent outbox rows were last pruned (relay thread) */
+  int64_t last_prune; /* when sent outbox rows were last pruned (relay's own state) */
   /* The admin token this service sends on its calls, signed once a minute rather than per
    * call (it is valid for the keys' access TTL, 15 minutes by default). */
   char *call_token;
@@ -188,8 +188,12 @@ int order_finish_refund(order_thread_t *t, ps_arena_t *a, order_t *o);
 /* Finishes or compensates every order whose saga stopped mid-way more than grace seconds ago
  * (recovery worker). Returns the number of orders brought to a final step. */
 int order_recover(order_thread_t *t);
-/* Delivers due outbox events; returns how many were delivered. */
-int order_relay(order_thread_t *t);
+/* The order outbox as a source of the core relay (outbox.h): every call goes through
+ * t->store, on the relay's pool thread; t is the relay's own (not a loop's). */
+void order_outbox_source(order_thread_t *t, ps_outbox_source_t *out);
+/* Where order_event writes each event type (the parsed POLYSHOP_EVENT_ROUTES); set once
+ * before the server starts. Unset: notification and analytics. */
+void order_events_route_by(const ps_event_routes_t *routes);
 
 /* Builds the public JSON of an order with its items (new reference). */
 json_t *order_json(const order_t *o);
