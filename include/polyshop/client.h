@@ -123,8 +123,9 @@ int ps_client_start(ps_client_t *c, ps_arena_t *a, const ps_call_t *call, ps_cli
 /* The same call, blocking: runs the client's private loop until the call ends and returns its
  * outcome (the rc the callback would get; PS_EINVAL as above, and for a client made by
  * ps_client_new_loop, whose loop belongs to its thread). resp is zeroed first; on 0 its
- * strings live in the arena. Never call it on an event-loop thread that serves requests:
- * it waits up to the call's deadline. */
+ * strings live in the arena. It waits up to the call's deadline: on a thread that serves
+ * requests it holds that thread's loop meanwhile (the order service still does, until its
+ * saga moves to ps_client_start); new code on a loop uses ps_client_start. */
 int ps_client_call(ps_client_t *c, ps_arena_t *a, const ps_call_t *call, ps_response_t *resp);
 
 /* Builds the traceparent to send on an outgoing call from the incoming one (NULL: start a new
