@@ -66,6 +66,7 @@ typedef struct conn {
   struct bufferevent *bev;
   struct event *timer;   /* connect timeout, or a failure reported from the loop */
   int pending_err;       /* set: the timer reports this failure */
+  int pending_stale;     /* ...and the request never went out */
   ps__h1_req_t *req;     /* the attempt on it; NULL when idle */
   dns_lookup_t *lookup;  /* a name lookup in flight */
   struct sockaddr_storage addr[H1_MAX_ADDRS];
@@ -402,7 +403,7 @@ static void resolve_dns(conn_t *cn) {
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
   conn_t *cn = arg;
-  conn_fail(cn, cn->pending_err ? cn->pending_err : PS_ETIMEOUT, 0);
+  conn_fail(cn, cn->pending_err ? cn->pending_err : PS_ETIMEOUT, cn->pending_stale);
 }
 
 /* Opens a new connection to o for r, counted in o's open connections. */
@@ -721,7 +722,13 @@ static void conn_start_request(conn_t *cn, ps__h1_req_t *r) {
   size_t sent = 0;
   if (evbuffer_get_length(bufferevent_get_output(cn->bev)) == 0) {
     ssize_t n = send(bufferevent_getfd(cn->bev), r->data, r->len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) sent = (size_t)n;
+    if (n > 0) {
+      sent = (size_t)n;
+    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      cn->pending_stale = 1; /* closed or reset: nothing of the request went out */
+      conn_fail_soon(cn, PS_EUNAVAIL);
+      return;
+    }
   }
   if (sent < r->len && bufferevent_write(cn->bev, r->data + sent, r->len - sent) != 0)
     conn_fail_soon(cn, PS_EUNAVAIL);

@@ -16,7 +16,9 @@
  * A ps_client_t belongs to the thread that runs its loop. ps_client_new_loop makes one on a
  * service's loop for ps_client_start; ps_client_new makes one on a private loop for the
  * blocking ps_client_call, for threads that are not event loops (workers, tests, tools).
- * Breaker state is per client.
+ * Breaker state is per client. The process should ignore SIGPIPE (every service does): a
+ * request too big for the socket buffer is finished by libevent, whose writes to a connection
+ * the server just reset would otherwise raise it.
  */
 #ifndef POLYSHOP_CLIENT_H
 #define POLYSHOP_CLIENT_H
