@@ -422,6 +422,17 @@ static void test_framings_cap_refused(void **state) {
   assert_int_equal(big.rc, PS_ETOOBIG);
   assert_int_equal(big.status, 0);
   assert_int_equal(ref.rc, PS_EUNAVAIL);
+  /* A URL with userinfo goes through libcurl's multi interface on the same loop. */
+  outcome_t cu = {0}, cu_ref = {0};
+  call.url = ps_arena_sprintf(&a, "http://u:p@127.0.0.1:%d/chunked", srv.port);
+  assert_int_equal(ps_client_start(c, &a, &call, on_done, &cu), 0);
+  call.url = ps_arena_sprintf(&a, "http://u:p@127.0.0.1:%d/x", test_loopback_closed_port());
+  assert_int_equal(ps_client_start(c, &a, &call, on_done, &cu_ref), 0);
+  assert_int_equal(cu.calls + cu_ref.calls, 0);
+  run_until(6);
+  assert_int_equal(cu.rc, 0);
+  assert_string_equal(cu.body, "wikipedia");
+  assert_int_equal(cu_ref.rc, PS_EUNAVAIL);
   ps_client_free(c);
   ps_arena_reset(&a);
 }
