@@ -1,18 +1,19 @@
 /* client.c - the one HTTP client between services (see client.h), its front: URL and header
  * checks, a deadline on every call, retries with exponential backoff and jitter for idempotent
- * calls only, a circuit breaker per origin, and W3C traceparent propagation. http:// calls go
- * through our own HTTP/1.1 transport (client_h1.c); https:// ones through a libcurl easy
- * handle kept per client so its connection cache gives keep-alive reuse. */
+ * calls only, a circuit breaker per origin, and W3C traceparent propagation. Everything runs
+ * on the client's event loop as timers and callbacks; the transports are client_h1.c (our
+ * HTTP/1.1 on bufferevents, for http://) and client_curl.c (libcurl multi, for https:// and
+ * URLs with userinfo). ps_client_call runs the same machinery on a private loop. */
 #include "polyshop/client.h"
 
 #include <curl/curl.h>
-#include <errno.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "client_internal.h"
 #include "polyshop/alloc.h"
@@ -31,20 +32,49 @@ typedef struct breaker {
   char *origin; /* "scheme://host:port", owned */
   breaker_state_t state;
   int failures; /* consecutive */
+  int trial;    /* half-open: the one trial call is in flight */
   int64_t opened_at_ms;
 } breaker_t;
 
+typedef struct call call_t;
+
 struct ps_client {
   ps_client_opts_t opts;
-  ps__h1_t *h1; /* http:// */
-  CURL *easy;   /* https://, reused by every call so its live connections are reused */
+  struct event_base *base;
+  int own_base;      /* made by ps_client_new: run by ps_client_call, freed with the client */
+  int closing;       /* in ps_client_free: no new calls */
+  ps__h1_t *h1;      /* http:// */
+  ps__curl_t *curl;  /* https:// and userinfo, made on first use */
   breaker_t *breakers;
-  /* The answer being received by libcurl; the buffer is reused between calls. */
-  char *buf;
-  size_t len, cap;
-  int too_big;
-  char retry_after[64];
-  char errbuf[CURL_ERROR_SIZE];
+  call_t *calls;     /* in flight, to end them in ps_client_free */
+  char *scratch;     /* request heads are built here, then copied into their call */
+  size_t scratch_cap;
+};
+
+/* One call in flight. One allocation: this, then the URL, then the request's bytes. */
+struct call {
+  call_t *prev, *next;
+  ps_client_t *c;
+  ps_arena_t *a;
+  ps_client_cb cb;
+  void *arg;
+  ps_response_t *resp; /* in the arena; holds the last answer while a retry waits */
+  int last_rc;         /* outcome of the last attempt */
+  breaker_t *b;
+  ps__url_t u;
+  int idempotent, use_curl, trial, n;
+  int in_attempt;      /* an attempt is in a transport */
+  int64_t deadline;
+  struct event deadline_ev;
+  struct event aux_ev; /* backoff before a retry, or an outcome delivered from the loop */
+  int aux_retry;       /* aux_ev is a backoff (else it delivers last_rc) */
+  ps__h1_req_t h1;
+  ps__curl_req_t *cr;
+  struct curl_slist *curl_hd;
+  const char *method;  /* in the request bytes' block */
+  char *url;
+  const char *body;    /* for libcurl: in the block */
+  size_t body_len;
 };
 
 /* ---- process-wide initialisation ---- */
@@ -67,12 +97,6 @@ void ps_client_global_cleanup(void) {
   global_ok = 0;
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 /* ---- client ---- */
 
 void ps_client_opts_default(ps_client_opts_t *opts) {
@@ -84,13 +108,11 @@ void ps_client_opts_default(ps_client_opts_t *opts) {
   opts->breaker_open_ms = 5000;
 }
 
-ps_client_t *ps_client_new(const ps_client_opts_t *opts) {
-  if (!ensure_global()) return NULL;
-  CURL *easy = curl_easy_init();
-  if (!easy) return NULL;
+ps_client_t *ps_client_new_loop(struct event_base *base, const ps_client_opts_t *opts) {
+  if (!base || !ensure_global()) return NULL;
   ps_client_t *c = ps_calloc(1, sizeof(*c));
-  c->easy = easy;
-  c->h1 = ps__h1_new();
+  c->base = base;
+  c->h1 = ps__h1_new(base);
   ps_client_opts_t d;
   ps_client_opts_default(&d);
   c->opts = opts ? *opts : d;
@@ -104,17 +126,35 @@ ps_client_t *ps_client_new(const ps_client_opts_t *opts) {
   return c;
 }
 
+ps_client_t *ps_client_new(const ps_client_opts_t *opts) {
+  if (!ensure_global()) return NULL;
+  struct event_base *base = event_base_new();
+  if (!base) return NULL;
+  ps_client_t *c = ps_client_new_loop(base, opts);
+  if (!c) {
+    event_base_free(base);
+    return NULL;
+  }
+  c->own_base = 1;
+  return c;
+}
+
+static void call_end(call_t *cs, int rc);
+
 void ps_client_free(ps_client_t *c) {
   if (!c) return;
-  curl_easy_cleanup(c->easy);
-  ps__h1_free(c->h1);
+  c->closing = 1;
+  while (c->calls) call_end(c->calls, PS_ECANCELED); /* each callback, once */
+  ps__curl_free(c->curl);
+  ps__h1_free(c->h1, c->own_base);
   while (c->breakers) {
     breaker_t *b = c->breakers;
     c->breakers = b->next;
     ps_free(b->origin);
     ps_free(b);
   }
-  ps_free(c->buf);
+  if (c->own_base) event_base_free(c->base);
+  ps_free(c->scratch);
   ps_free(c);
 }
 
@@ -214,12 +254,15 @@ static breaker_t *breaker_for(ps_client_t *c, const char *origin) {
 }
 
 /* Whether an attempt may go out now. An open breaker whose interval has passed turns
- * half-open and lets this one call through as the trial: a client belongs to one thread and
- * calls are synchronous, so no second call can slip in while the trial runs. */
-static int breaker_allow(const ps_client_t *c, breaker_t *b, int64_t now) {
-  if (b->state != BREAKER_OPEN) return 1;
+ * half-open and lets this one call through as the single trial (*trial set); while the trial
+ * is in flight, the breaker stays half-open and refuses every other call. */
+static int breaker_allow(const ps_client_t *c, breaker_t *b, int64_t now, int *trial) {
+  *trial = 0;
+  if (b->state == BREAKER_CLOSED) return 1;
+  if (b->state == BREAKER_HALF_OPEN) return 0;
   if (now - b->opened_at_ms < c->opts.breaker_open_ms) return 0;
   b->state = BREAKER_HALF_OPEN;
+  *trial = 1;
   return 1;
 }
 
@@ -236,118 +279,10 @@ static void breaker_record(const ps_client_t *c, breaker_t *b, int failed, int64
   }
 }
 
-/* ---- one attempt through libcurl (https://) ---- */
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
-  ps_client_t *c = userdata;
-  size_t n = size * nmemb;
-  if (n > PS__CLIENT_MAX_BODY - c->len) {
-    c->too_big = 1;
-    return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
-  }
-  if (c->len + n + 1 > c->cap) {
-    size_t cap = c->cap ? c->cap : 4096;
-    while (cap < c->len + n + 1) cap *= 2;
-    c->buf = ps_realloc(c->buf, cap);
-    c->cap = cap;
-  }
-  memcpy(c->buf + c->len, data, n);
-  c->len += n;
-  return n;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata) {
-  ps_client_t *c = userdata;
-  size_t n = size * nmemb;
-  if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) c->retry_after[0] = '\0'; /* a new answer */
-  if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
-    const char *v = data + 12, *end = data + n;
-    while (v < end && (*v == ' ' || *v == '\t')) v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
-    size_t len = (size_t)(end - v);
-    if (len >= sizeof(c->retry_after)) len = sizeof(c->retry_after) - 1;
-    memcpy(c->retry_after, v, len);
-    c->retry_after[len] = '\0';
-  }
-  return n;
-}
+/* ---- headers ---- */
 
 static int method_has_body(const char *m) {
   return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
-}
-
-/* Runs one request with at most timeout_ms; fills *ans on an answer. */
-static int attempt_curl(ps_client_t *c, const ps_call_t *call, struct curl_slist *headers,
-                        long timeout_ms, ps__answer_t *ans) {
-  CURL *e = c->easy;
-  /* Reset forgets the previous call's options but keeps the live connections. */
-  curl_easy_reset(e);
-  c->len = 0;
-  c->too_big = 0;
-  c->retry_after[0] = '\0';
-  c->errbuf[0] = '\0';
-  memset(ans, 0, sizeof(*ans));
-
-  curl_easy_setopt(e, CURLOPT_URL, call->url);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L); /* no SIGALRM timeouts in a threaded server */
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-  long connect_ms = c->opts.connect_timeout_ms < timeout_ms ? c->opts.connect_timeout_ms
-                                                            : timeout_ms;
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-  curl_easy_setopt(e, CURLOPT_MAXCONNECTS, (long)PS__CLIENT_MAX_CONNECTS);
-  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "polyshop/1");
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
-
-  const char *m = call->method;
-  if (call->body || method_has_body(m)) {
-    /* POSTFIELDS with an explicit size sends Content-Length (0 for an empty PUT/POST). */
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(call->body ? call->body_len : 0));
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body ? call->body : "");
-    if (strcmp(m, "POST") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
-  } else if (strcmp(m, "HEAD") == 0) {
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-  } else if (strcmp(m, "GET") == 0) {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-  } else {
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
-  }
-
-  CURLcode rc = curl_easy_perform(e);
-  switch (rc) {
-  case CURLE_OK: {
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &ans->status);
-    ans->body = c->buf ? c->buf : "";
-    ans->body_len = c->len;
-    char *ct = NULL; /* owned by the handle until its next transfer */
-    if (curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct) {
-      ans->content_type = ct;
-      ans->content_type_len = strlen(ct);
-    }
-    if (c->retry_after[0]) {
-      ans->retry_after = c->retry_after;
-      ans->retry_after_len = strlen(c->retry_after);
-    }
-    return 0;
-  }
-  case CURLE_OPERATION_TIMEDOUT:
-    return PS_ETIMEOUT;
-  case CURLE_WRITE_ERROR:
-    return c->too_big ? PS_ETOOBIG : PS_EUNAVAIL;
-  case CURLE_URL_MALFORMAT:
-  case CURLE_UNSUPPORTED_PROTOCOL:
-    return PS_EINVAL;
-  default:
-    /* Refused, unreachable, reset, nothing received, TLS failure: the target is not
-     * answering properly, which is what the breaker and the retries care about. */
-    return PS_EUNAVAIL;
-  }
 }
 
 /* libcurl's header list from ours; in the arena except the list cells. */
@@ -428,18 +363,168 @@ static long backoff_ms(const ps_client_t *c, int n) {
   return d / 2 + (long)randombytes_uniform((uint32_t)(d / 2) + 1);
 }
 
-int ps_client_call(ps_client_t *c, ps_arena_t *a, const ps_call_t *call, ps_response_t *resp) {
-  memset(resp, 0, sizeof(*resp));
-  if (!c || !call || !call->url || !call->method || !valid_method(call->method)) return PS_EINVAL;
+
+/* ---- the life of a call ---- */
+
+static void attempt_start(call_t *cs);
+
+/* Copies an answer into the call's response, in the arena. */
+static void keep_answer(call_t *cs, const ps__answer_t *ans) {
+  ps_response_t *r = cs->resp;
+  memset(r, 0, sizeof(*r));
+  r->status = ans->status;
+  r->body = ps_arena_strndup(cs->a, ans->body ? ans->body : "", ans->body_len);
+  r->body_len = ans->body_len;
+  if (ans->content_type)
+    r->content_type = ps_arena_strndup(cs->a, ans->content_type, ans->content_type_len);
+  if (ans->retry_after)
+    r->retry_after = ps_arena_strndup(cs->a, ans->retry_after, ans->retry_after_len);
+}
+
+/* Stops whatever the call has in a transport; its callback is not called by it. */
+static void attempt_abandon(call_t *cs) {
+  if (!cs->in_attempt) return;
+  cs->in_attempt = 0;
+  if (cs->use_curl) {
+    ps__curl_cancel(cs->c->curl, cs->cr);
+    cs->cr = NULL;
+  } else {
+    ps__h1_cancel(cs->c->h1, &cs->h1);
+  }
+}
+
+/* Ends the call: rc 0 with cs->resp filled, else an error and an empty response. The call's
+ * memory is released before the callback, which may start other calls. */
+static void call_end(call_t *cs, int rc) {
+  ps_client_t *c = cs->c;
+  attempt_abandon(cs);
+  event_del(&cs->deadline_ev);
+  event_del(&cs->aux_ev);
+  if (cs->trial && cs->b->state == BREAKER_HALF_OPEN && rc == PS_ECANCELED)
+    cs->b->state = BREAKER_OPEN; /* a trial that never ended: the next call is the trial */
+  if (cs->prev) cs->prev->next = cs->next;
+  else c->calls = cs->next;
+  if (cs->next) cs->next->prev = cs->prev;
+  ps_response_t *resp = cs->resp;
+  if (rc) memset(resp, 0, sizeof(*resp));
+  ps_client_cb cb = cs->cb;
+  void *arg = cs->arg;
+  curl_slist_free_all(cs->curl_hd);
+  ps_free(cs);
+  cb(rc, resp, arg);
+}
+
+/* Delivers rc as the attempt's outcome from the loop, never from inside ps_client_start. */
+static void deliver_soon(call_t *cs, int rc) {
+  static const struct timeval zero = {0, 0};
+  cs->last_rc = rc;
+  cs->aux_retry = 0;
+  evtimer_add(&cs->aux_ev, &zero);
+}
+
+/* One attempt's outcome: the breaker hears of it, then the call retries or ends. */
+static void on_attempt_done(void *arg, int rc, const ps__answer_t *ans) {
+  call_t *cs = arg;
+  ps_client_t *c = cs->c;
+  cs->in_attempt = 0;
+  cs->cr = NULL;
+  int transport = rc == PS_ETIMEOUT || rc == PS_EUNAVAIL;
+  int failed = transport || (rc == 0 && ans->status >= 500);
+  int64_t now = ps__client_now_ms();
+  breaker_record(c, cs->b, failed, now);
+  if (rc == 0) keep_answer(cs, ans);
+  int retryable =
+      transport || (rc == 0 && (ans->status == 502 || ans->status == 503 || ans->status == 504));
+  /* A breaker that just opened, or a trial that failed, ends the retries too. */
+  if (!cs->idempotent || !retryable || cs->n >= c->opts.max_retries ||
+      cs->b->state != BREAKER_CLOSED) {
+    call_end(cs, rc);
+    return;
+  }
+  long delay = backoff_ms(c, cs->n);
+  if (now + delay >= cs->deadline) { /* no time left for another try */
+    call_end(cs, rc);
+    return;
+  }
+  cs->last_rc = rc;
+  cs->aux_retry = 1;
+  struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+  evtimer_add(&cs->aux_ev, &tv);
+}
+
+static void on_aux(evutil_socket_t fd, short what, void *arg) {
+  call_t *cs = arg;
+  if (!cs->aux_retry) {
+    if (cs->last_rc == PS_EBREAKER) call_end(cs, PS_EBREAKER);
+    else on_attempt_done(cs, cs->last_rc, NULL); /* a transport that failed to start */
+    return;
+  }
+  /* Other calls may have opened the breaker meanwhile: the last outcome stands. */
+  if (cs->b->state != BREAKER_CLOSED) {
+    call_end(cs, cs->last_rc);
+    return;
+  }
+  cs->n++;
+  attempt_start(cs);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg) {
+  call_t *cs = arg;
+  if (cs->in_attempt) {
+    attempt_abandon(cs);
+    breaker_record(cs->c, cs->b, 1, ps__client_now_ms());
+  }
+  call_end(cs, PS_ETIMEOUT);
+}
+
+static void attempt_start(call_t *cs) {
+  ps_client_t *c = cs->c;
+  cs->in_attempt = 1;
+  if (!cs->use_curl) {
+    ps__h1_start(c->h1, &cs->h1);
+    return;
+  }
+  int64_t left = cs->deadline - ps__client_now_ms();
+  if (!c->curl) c->curl = ps__curl_new(c->base);
+  if (c->curl)
+    cs->cr = ps__curl_start(c->curl, cs->method, cs->url, cs->body, cs->body_len, cs->curl_hd,
+                            (long)(left > 1 ? left : 1), c->opts.connect_timeout_ms,
+                            on_attempt_done, cs);
+  if (!cs->cr) {
+    cs->in_attempt = 0;
+    deliver_soon(cs, PS_EUNAVAIL);
+  }
+}
+
+/* ---- starting calls ---- */
+
+/* The call's block: the struct, the URL, the method and the request bytes (for http://, the
+ * head and the body; for libcurl, the body). u is parsed again on the copy. */
+static call_t *call_alloc(ps_client_t *c, const ps_call_t *call, size_t head_len) {
+  size_t url_len = strlen(call->url), m_len = strlen(call->method);
+  size_t body_len = call->body ? call->body_len : 0;
+  call_t *cs = ps_malloc(sizeof(*cs) + url_len + 1 + m_len + 1 + head_len + body_len);
+  memset(cs, 0, sizeof(*cs));
+  char *p = (char *)(cs + 1);
+  cs->url = memcpy(p, call->url, url_len + 1);
+  p += url_len + 1;
+  cs->method = memcpy(p, call->method, m_len + 1);
+  p += m_len + 1;
+  memcpy(p, c->scratch, head_len);
+  if (body_len) memcpy(p + head_len, call->body, body_len);
+  cs->body = call->body ? p + head_len : NULL;
+  cs->body_len = body_len;
+  cs->h1.data = p;
+  cs->h1.len = head_len + body_len;
+  parse_url(cs->url, &cs->u);
+  return cs;
+}
+
+/* Checks the call and builds its block; PS_EINVAL (nothing allocated) when it is bad. */
+static int call_prepare(ps_client_t *c, ps_arena_t *a, const ps_call_t *call, call_t **out) {
+  if (!call || !call->url || !call->method || !valid_method(call->method)) return PS_EINVAL;
   ps__url_t u;
   if (parse_url(call->url, &u)) return PS_EINVAL;
-  char origin[CLIENT_MAX_HOST + 24];
-  origin_of(&u, origin);
-  breaker_t *b = breaker_for(c, origin);
-
-  int64_t start = ps__client_now_ms();
-  if (!breaker_allow(c, b, start)) return PS_EBREAKER;
-
   size_t nx = 0;
   for (const char *const *x = call->headers; x && *x; x++) nx++;
   ps__header_t stack_hd[CLIENT_STACK_HEADERS];
@@ -453,51 +538,79 @@ int ps_client_call(ps_client_t *c, ps_arena_t *a, const ps_call_t *call, ps_resp
   int use_curl = u.https || u.userinfo;
   struct curl_slist *curl_hd = NULL;
   if (use_curl && (rc = curl_headers(call, a, hd, nh, &curl_hd))) return rc;
+  size_t head_len = 0;
+  if (!use_curl)
+    head_len = ps__h1_build_head(&c->scratch, &c->scratch_cap, &u, call->method, hd, nh,
+                                 call->body ? call->body_len : 0,
+                                 call->body || method_has_body(call->method));
+  call_t *cs = call_alloc(c, call, head_len);
+  cs->use_curl = use_curl;
+  cs->curl_hd = curl_hd;
+  *out = cs;
+  return 0;
+}
 
+int ps_client_start(ps_client_t *c, ps_arena_t *a, const ps_call_t *call, ps_client_cb cb,
+                    void *arg) {
+  if (!c || !a || !cb) return PS_EINVAL;
+  if (c->closing) return PS_ECANCELED;
+  call_t *cs;
+  int rc = call_prepare(c, a, call, &cs);
+  if (rc) return rc;
+  cs->c = c;
+  cs->a = a;
+  cs->cb = cb;
+  cs->arg = arg;
+  cs->resp = ps_arena_alloc(a, sizeof(ps_response_t));
+  memset(cs->resp, 0, sizeof(*cs->resp));
+  cs->idempotent = is_idempotent(call);
+  cs->h1.u = &cs->u;
+  cs->h1.is_head = strcmp(call->method, "HEAD") == 0;
+  cs->h1.connect_timeout_ms = c->opts.connect_timeout_ms;
+  cs->h1.done = on_attempt_done;
+  cs->h1.arg = cs;
+  char origin[CLIENT_MAX_HOST + 24];
+  origin_of(&cs->u, origin);
+  cs->b = breaker_for(c, origin);
+  cs->next = c->calls;
+  if (c->calls) c->calls->prev = cs;
+  c->calls = cs;
+  evtimer_assign(&cs->deadline_ev, c->base, on_deadline, cs);
+  evtimer_assign(&cs->aux_ev, c->base, on_aux, cs);
   long timeout = call->timeout_ms > 0 ? call->timeout_ms : c->opts.timeout_ms;
-  int64_t deadline = start + timeout;
-  int idempotent = is_idempotent(call);
-  int with_length = call->body || method_has_body(call->method);
-  ps__answer_t ans;
-  for (int n = 0;; n++) {
-    int64_t now = ps__client_now_ms();
-    if (use_curl)
-      rc = attempt_curl(c, call, curl_hd, (long)(deadline - now > 1 ? deadline - now : 1), &ans);
-    else
-      rc = ps__h1_request(c->h1, &u, call->method, hd, nh, call->body,
-                          call->body ? call->body_len : 0, with_length, deadline,
-                          now + c->opts.connect_timeout_ms, &ans);
-    int transport = rc == PS_ETIMEOUT || rc == PS_EUNAVAIL;
-    int failed = transport || (rc == 0 && ans.status >= 500);
-    now = ps__client_now_ms();
-    breaker_record(c, b, failed, now);
-    int retryable =
-        transport || (rc == 0 && (ans.status == 502 || ans.status == 503 || ans.status == 504));
-    if (!idempotent || !retryable || n >= c->opts.max_retries) break;
-    /* A breaker that just opened, or a trial that failed, ends the retries too. */
-    if (b->state != BREAKER_CLOSED) break;
-    long delay = backoff_ms(c, n);
-    if (now + delay >= deadline) break; /* no time left for another try */
-    sleep_ms(delay);
-  }
-  curl_slist_free_all(curl_hd);
+  int64_t now = ps__client_now_ms();
+  cs->deadline = now + timeout;
+  struct timeval tv = {timeout / 1000, (timeout % 1000) * 1000};
+  evtimer_add(&cs->deadline_ev, &tv);
+  if (!breaker_allow(c, cs->b, now, &cs->trial)) deliver_soon(cs, PS_EBREAKER);
+  else attempt_start(cs);
+  return 0;
+}
 
-  if (rc == 0) {
-    resp->status = ans.status;
-    resp->body = ps_arena_strndup(a, ans.body ? ans.body : "", ans.body_len);
-    resp->body_len = ans.body_len;
-    if (ans.content_type)
-      resp->content_type = ps_arena_strndup(a, ans.content_type, ans.content_type_len);
-    if (ans.retry_after)
-      resp->retry_after = ps_arena_strndup(a, ans.retry_after, ans.retry_after_len);
-  }
-  if (c->cap > PS__CLIENT_KEEP_BUF) { /* one huge answer should not pin its memory forever */
-    ps_free(c->buf);
-    c->buf = NULL;
-    c->cap = 0;
-  }
-  c->len = 0;
-  return rc;
+/* ---- blocking calls ---- */
+
+typedef struct {
+  int fired, rc;
+  ps_response_t *resp;
+} sync_t;
+
+static void on_sync_done(int rc, ps_response_t *resp, void *arg) {
+  sync_t *s = arg;
+  s->fired = 1;
+  s->rc = rc;
+  s->resp = resp;
+}
+
+int ps_client_call(ps_client_t *c, ps_arena_t *a, const ps_call_t *call, ps_response_t *resp) {
+  memset(resp, 0, sizeof(*resp));
+  if (!c || !c->own_base) return PS_EINVAL;
+  sync_t s = {0};
+  int rc = ps_client_start(c, a, call, on_sync_done, &s);
+  if (rc) return rc;
+  /* Every call has a deadline timer, so each turn of the loop ends. */
+  while (!s.fired) event_base_loop(c->base, EVLOOP_ONCE);
+  *resp = *s.resp;
+  return s.rc;
 }
 
 /* ---- W3C trace context ---- */

@@ -29,7 +29,8 @@
   X(CONFIG, -18, "bad configuration")                                      \
   X(INTERNAL, -19, "internal error")                                       \
   X(BREAKER, -20, "circuit breaker open")                                  \
-  X(INSUFFICIENT, -21, "insufficient quantity")
+  X(INSUFFICIENT, -21, "insufficient quantity")                            \
+  X(CANCELED, -22, "canceled")
 
 typedef enum {
   PS_OK = 0,

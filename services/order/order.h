@@ -12,6 +12,7 @@
 #include "polyshop/client.h"
 #include "polyshop/http.h"
 #include "polyshop/money.h"
+#include "polyshop/outbox.h"
 #include "store.h"
 
 struct event_base;
@@ -107,6 +108,7 @@ typedef struct {
   const char *payment_url;       /* required */
   const char *notification_url;  /* optional: events stay pending while unset */
   const char *analytics_url;     /* optional */
+  ps_event_routes_t *event_routes; /* POLYSHOP_EVENT_ROUTES: where each event type goes */
   const char *internal_token;    /* X-Internal-Token for /internal calls, may be NULL */
   const char *default_payment_method;
   long long reservation_ttl;     /* seconds */
@@ -126,7 +128,7 @@ typedef struct {
   ps_client_t *loop_client;
   ps_client_t *client;
   order_service_t *svc;
-  int64_t last_prune; /* when sent outbox rows were last pruned (relay thread) */
+  int64_t last_prune; /* when sent outbox rows were last pruned (relay's own state) */
   /* The admin token this service sends on its calls, signed once a minute rather than per
    * call (it is valid for the keys' access TTL, 15 minutes by default). */
   char *call_token;
@@ -159,9 +161,10 @@ void order_call_observe(const order_service_t *svc, const char *url, unsigned lo
  * order_thread_free closes and frees it. */
 order_thread_t *order_thread_new(order_service_t *svc, struct event_base *base);
 void order_thread_free(order_thread_t *t);
-/* On SQLite all threads share the store opened at start (order_threads_share, before the
- * server starts); order_threads_unshare closes it after the server stopped. */
-void order_threads_share(order_store_t *st);
+/* On SQLite all threads share the store opened at start: order_threads_share, before the
+ * server starts, takes it and returns the lock its users take (for order_store_timed's
+ * metrics); order_threads_unshare closes it after the server stopped. */
+pthread_mutex_t *order_threads_share(order_store_t *st);
 void order_threads_unshare(void);
 /* The calling pool thread's state, made on first use and freed when the thread ends. */
 order_thread_t *order_pool_thread(order_service_t *svc);
@@ -224,8 +227,12 @@ int order_finish_refund(order_thread_t *t, ps_arena_t *a, order_t *o);
 /* Finishes or compensates every order whose saga stopped mid-way more than grace seconds ago
  * (recovery worker). Returns the number of orders brought to a final step. */
 int order_recover(order_thread_t *t);
-/* Delivers due outbox events; returns how many were delivered. */
-int order_relay(order_thread_t *t);
+/* The order outbox as a source of the core relay (outbox.h): every call goes through
+ * t->store, on the relay's pool thread; t is the relay's own (not a loop's). */
+void order_outbox_source(order_thread_t *t, ps_outbox_source_t *out);
+/* Where order_event writes each event type (the parsed POLYSHOP_EVENT_ROUTES); set once
+ * before the server starts. Unset: notification and analytics. */
+void order_events_route_by(const ps_event_routes_t *routes);
 
 /* Builds the public JSON of an order with its items (new reference). */
 json_t *order_json(const order_t *o);

@@ -2,8 +2,8 @@
  * recovery pass and the compensations: the call helpers (blocking for pool threads, started
  * on the loop for the checkout in checkout.c), reservation commit and release, the payment
  * lookup by order id, refunds, the store's side of a commit, the recovery pass that finishes
- * or compensates orders left mid-way by a crash (run on a pool thread, main.c), the outbox
- * relay that delivers order events, and the order's JSON and events. Every step is
+ * or compensates orders left mid-way by a crash (run on a pool thread, main.c), the order
+ * outbox as a source of the core's relay (lib/outbox.c), and the order's JSON and events. Every step is
  * idempotent and every state change is a compare-and-set in the store, so the checkout and
  * the recovery pass can race without harm. */
 #include <event2/event.h>
@@ -312,9 +312,16 @@ json_t *order_json(const order_t *o) {
                    ps_time_rfc3339_buf(updated, o->updated_at));
 }
 
+static const ps_event_routes_t *event_routes;
+
+void order_events_route_by(const ps_event_routes_t *routes) { event_routes = routes; }
+
 void order_event(ps_arena_t *a, order_change_t *c, const char *type, const order_t *o,
                  const char *from_status, const char *to_status) {
-  static const char *const destinations[] = {"notification", "analytics"};
+  const char *destinations[ORDER_CHANGE_EVENTS_MAX] = {"notification", "analytics"};
+  size_t ndest = event_routes ? ps_event_routes_match(event_routes, type, destinations,
+                                                      ORDER_CHANGE_EVENTS_MAX)
+                              : 2;
   json_t *items = json_array();
   for (size_t i = 0; i < o->nitems; i++)
     json_array_append_new(items, json_pack("{s:s, s:s?, s:I, s:I}", "product_id",
@@ -329,7 +336,7 @@ void order_event(ps_arena_t *a, order_change_t *c, const char *type, const order
                         o->currency, "items", items, "occurred_at", (json_int_t)c->now);
   char *payload = ps_json_dump(a, p);
   json_decref(p);
-  for (size_t d = 0; d < 2 && c->nevents < ORDER_CHANGE_EVENTS_MAX; d++) {
+  for (size_t d = 0; d < ndest && c->nevents < ORDER_CHANGE_EVENTS_MAX; d++) {
     outbox_event_t *e = &c->events[c->nevents++];
     e->id = id;
     e->destination = destinations[d];
@@ -495,52 +502,65 @@ int order_recover(order_thread_t *t) {
   return done;
 }
 
-/* --- outbox relay ---------------------------------------------------------------------- */
+/* --- the outbox, as the core relay's source (outbox.h) ------------------------------------ */
 
-int order_relay(order_thread_t *t) {
-  /* Sent rows are kept a while for inspection, then pruned (at most once an hour). */
-  int64_t now0 = order_now();
-  if (now0 - t->last_prune >= 3600) {
+/* On a pool thread. Sent rows are kept a while for inspection, then pruned (at most once an
+ * hour); then the due rows, one destination at a time (the stores take at most two). */
+static int src_due(void *ctx, ps_arena_t *a, int64_t now, const char *const *dests,
+                   size_t ndests, int limit, ps_event_t **out, size_t *n) {
+  order_thread_t *t = ctx;
+  if (now - t->last_prune >= 3600) {
     int64_t pruned = 0;
-    if (t->store->ops->outbox_prune(t->store, now0 - t->svc->outbox_retention_s, &pruned) == 0) {
-      t->last_prune = now0;
+    if (t->store->ops->outbox_prune(t->store, now - t->svc->outbox_retention_s, &pruned) == 0) {
+      t->last_prune = now;
       if (pruned) ps_log_info("pruned %lld sent outbox events", (long long)pruned);
     }
   }
-  const char *dests[3] = {NULL, NULL, NULL};
-  int nd = 0;
-  if (t->svc->notification_url) dests[nd++] = "notification";
-  if (t->svc->analytics_url) dests[nd++] = "analytics";
-  if (nd == 0) return 0;
-  ps_arena_t a;
-  ps_arena_init(&a);
-  outbox_event_t *ev;
-  size_t n = 0;
-  int sent = 0, down[2] = {0, 0};
-  int64_t now = order_now();
-  if (t->store->ops->outbox_due(t->store, &a, now, dests, 100, &ev, &n) == 0) {
-    for (size_t i = 0; i < n; i++) {
-      int d = strcmp(ev[i].destination, "notification") == 0 ? 0 : 1;
-      /* One failure per destination and round is enough: the rest wait for the next round
-       * instead of holding this event loop through one timeout each. */
-      if (down[d]) continue;
-      const char *base = strcmp(ev[i].destination, "notification") == 0 ? t->svc->notification_url
-                                                                         : t->svc->analytics_url;
-      order_call_result_t r;
-      order_call(t, &a, "POST", ps_arena_sprintf(&a, "%s/internal/events", base), ev[i].payload,
-                 ev[i].id, 1000, NULL, &r);
-      /* 409: the consumer already has this event id. */
-      if (r.err == 0 && ((r.status >= 200 && r.status < 300) || r.status == 409)) {
-        t->store->ops->outbox_sent(t->store, ev[i].id, ev[i].destination, order_now());
-        sent++;
-      } else {
-        down[d] = 1;
-        int64_t shift = ev[i].attempts < 8 ? ev[i].attempts : 8;
-        int64_t delay = (int64_t)1 << shift; /* 1, 2, 4 ... 256 s */
-        t->store->ops->outbox_retry(t->store, ev[i].id, ev[i].destination, now + delay);
-      }
-    }
+  *out = ps_arena_alloc(a, (size_t)limit * sizeof(**out));
+  *n = 0;
+  for (size_t d = 0; d < ndests && *n < (size_t)limit; d++) {
+    const char *one[2] = {dests[d], NULL};
+    outbox_event_t *ev;
+    size_t got = 0;
+    int rc = t->store->ops->outbox_due(t->store, a, now, one, limit - (int)*n, &ev, &got);
+    if (rc) return rc;
+    for (size_t i = 0; i < got; i++)
+      (*out)[(*n)++] = (ps_event_t){.id = ev[i].id, .destination = ev[i].destination,
+                                    .type = ev[i].type, .payload = ev[i].payload,
+                                    .attempts = ev[i].attempts};
   }
-  ps_arena_reset(&a);
-  return sent;
+  return 0;
+}
+
+static int src_delivered(void *ctx, const char *id, const char *dest, int64_t now) {
+  order_thread_t *t = ctx;
+  return t->store->ops->outbox_sent(t->store, id, dest, now);
+}
+
+static int src_failed(void *ctx, const char *id, const char *dest, int64_t next) {
+  order_thread_t *t = ctx;
+  return t->store->ops->outbox_retry(t->store, id, dest, next);
+}
+
+static const char *const *src_headers(void *ctx, ps_arena_t *a) {
+  order_thread_t *t = ctx;
+  const char **h = ps_arena_alloc(a, 3 * sizeof(*h));
+  int nh = 0;
+  if (t->svc->internal_token)
+    h[nh++] = ps_arena_sprintf(a, "X-Internal-Token: %s", t->svc->internal_token);
+  const char *tok = call_token(t);
+  if (tok) h[nh++] = ps_arena_sprintf(a, "Authorization: Bearer %s", tok);
+  h[nh] = NULL;
+  return h;
+}
+
+static void src_observe(void *ctx, const char *url, unsigned long long t0) {
+  order_thread_t *t = ctx;
+  order_call_observe(t->svc, url, t0);
+}
+
+void order_outbox_source(order_thread_t *t, ps_outbox_source_t *out) {
+  *out = (ps_outbox_source_t){.ctx = t, .due = src_due, .delivered = src_delivered,
+                              .failed = src_failed, .headers_cb = src_headers,
+                              .observe_cb = src_observe};
 }

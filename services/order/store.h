@@ -129,12 +129,12 @@ int order_store_open(const char *url, const char *pg_schema, order_store_t **out
 int order_store_sqlite_open(const char *path, order_store_t **out);
 int order_store_pg_open(const char *url, const char *schema, order_store_t **out);
 /* Registers the polyshop_store_call_seconds histograms (engine "sqlite" or "postgres"); call
- * once before the server starts. order_store_timed wraps a store so that every call is timed
- * into them. With lock NULL the wrapper owns inner (closing it closes inner). With a lock,
- * inner is shared by several wrappers, one per thread: every call holds the lock (its wait
- * counts in the timing), and closing a wrapper leaves inner to its owner. */
-void order_store_metrics_register(const char *engine);
-order_store_t *order_store_timed(order_store_t *inner, pthread_mutex_t *lock);
+ * once before the server starts. With shared_lock set, one inner store is shared by several
+ * threads and every timed call holds the lock (its wait counts in the timing).
+ * order_store_timed wraps a store so that every call is timed into them; the wrapper closes
+ * inner with itself only when owns_inner is set. */
+void order_store_metrics_register(const char *engine, pthread_mutex_t *shared_lock);
+order_store_t *order_store_timed(order_store_t *inner, int owns_inner);
 
 /* 1 when url names a PostgreSQL store. */
 int order_store_is_pg(const char *url);

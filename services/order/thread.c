@@ -15,7 +15,10 @@
 static order_store_t *shared_store;
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void order_threads_share(order_store_t *st) { shared_store = st; }
+pthread_mutex_t *order_threads_share(order_store_t *st) {
+  shared_store = st;
+  return &shared_lock;
+}
 
 void order_threads_unshare(void) {
   if (shared_store) shared_store->ops->close(shared_store);
@@ -31,7 +34,7 @@ order_thread_t *order_thread_new(order_service_t *svc, struct event_base *base) 
     ps_log_error("cannot open the order store");
     abort();
   }
-  t->store = order_store_timed(inner, shared_store ? &shared_lock : NULL);
+  t->store = order_store_timed(inner, shared_store == NULL);
   if (base) t->loop_client = ps_client_new_loop(base, NULL);
   else t->client = ps_client_new(NULL);
   if (!t->loop_client && !t->client) {

@@ -1,5 +1,5 @@
-/* main.c - the payment service: reads its configuration, checks its store and provider, and
- * serves until SIGTERM. */
+/* main.c - the payment service: its configuration, its store and provider (both checked once
+ * at start, then one of each per loop); lib/skeleton.c runs the rest. */
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,27 +7,24 @@
 
 #include "payment.h"
 #include "polyshop/alloc.h"
-#include "polyshop/client.h"
-#include "polyshop/config.h"
 #include "polyshop/error.h"
 #include "polyshop/log.h"
 #include "polyshop/service.h"
-#include "polyshop/url.h"
+
+static payment_service_t svc;
 
 static void *thread_init(void *ctx) {
-  payment_service_t *svc = ctx;
   payment_thread_t *t = ps_calloc(1, sizeof(*t));
   t->last_purge = (int64_t)time(NULL);
   /* Both were opened once on the main thread at start, so a failure here is a bug or a
    * library gone bad: there is no way to serve. (A database that is down right now is not a
    * failure: the store reconnects by itself.) */
-  if (payment_store_open_lazy(svc->store_url, &t->store)) {
-    char shown[PS_URL_REDACT_MAX];
-    ps_log_error("cannot open the payment store %s", ps_url_redact(shown, sizeof(shown), svc->store_url));
+  if (payment_store_open_lazy(svc.store_url, &t->store)) {
+    ps_log_error("cannot open the payment store"); /* not the URL: it may hold a password */
     abort();
   }
-  if (provider_new(&svc->provider, &t->provider)) {
-    ps_log_error("cannot start the %s payment provider", svc->provider.kind);
+  if (provider_new(&svc.provider, &t->provider)) {
+    ps_log_error("cannot start the %s payment provider", svc.provider.kind);
     abort();
   }
   return t;
@@ -40,75 +37,70 @@ static void thread_cleanup(void *thread_ctx) {
   ps_free(t);
 }
 
-static int ready(void *ctx, void *thread_ctx) {
+static int ping(void *ctx, void *thread_ctx) {
   payment_thread_t *t = thread_ctx;
   return t->store->ops->ping(t->store);
 }
 
-int main(void) {
-  ps_config_t cfg;
-  ps_service_init(&cfg, "payment");
-
-  payment_service_t svc = {0};
-  ps_server_config_t server;
-  ps_server_config_from_env(&server, &cfg, "127.0.0.1:8104");
-  svc.store_url = ps_config_str(&cfg, "PAYMENT_STORE", "sqlite://./data/payment.db");
-  svc.provider.kind = ps_config_str(&cfg, "PAYMENT_PROVIDER", "test");
-  svc.provider.test_delay_ms = (long)ps_config_int(&cfg, "PAYMENT_TEST_DELAY_MS", 0, 0, 60000);
-  svc.provider.test_fail = ps_config_str(&cfg, "PAYMENT_TEST_FAIL", NULL);
-  svc.provider.stripe_base = ps_config_str(&cfg, "STRIPE_API_BASE", "https://api.stripe.com");
-  svc.provider.stripe_key = ps_config_str(&cfg, "STRIPE_SECRET_KEY", NULL);
-  svc.provider.stripe_timeout_ms = (long)ps_config_int(&cfg, "STRIPE_TIMEOUT_MS", 10000, 100, 120000);
-  svc.internal_token = ps_config_str(&cfg, "POLYSHOP_INTERNAL_TOKEN", NULL);
-  svc.webhook_secret = ps_config_str(&cfg, "STRIPE_WEBHOOK_SECRET", NULL);
-  svc.webhook_tolerance = ps_config_int(&cfg, "STRIPE_WEBHOOK_TOLERANCE", PAYMENT_WEBHOOK_TOLERANCE, 1, 86400);
-  svc.claim_stale_after = ps_config_int(&cfg, "PAYMENT_CLAIM_STALE_SECONDS", 60, 1, 86400);
-  svc.busy_wait_ms = (long)ps_config_int(&cfg, "PAYMENT_BUSY_WAIT_MS", 2000, 0, 30000);
-  svc.idem_retention = 3600 * ps_config_int(&cfg, "PAYMENT_IDEM_RETENTION_HOURS", 7 * 24, 1, 24 * 3650);
-  svc.event_retention = 3600 * ps_config_int(&cfg, "PAYMENT_EVENT_RETENTION_HOURS", 30 * 24, 1, 24 * 3650);
-  char err[256];
-  if (ps_jwt_keys_from_env(&svc.keys, err, sizeof(err))) ps_config_error(&cfg, "%s", err);
+static void config(ps_config_t *cfg, void *ctx) {
+  svc.store_url = ps_config_str(cfg, "PAYMENT_STORE", "sqlite://./data/payment.db");
+  svc.provider.kind = ps_config_str(cfg, "PAYMENT_PROVIDER", "test");
+  svc.provider.test_delay_ms = (long)ps_config_int(cfg, "PAYMENT_TEST_DELAY_MS", 0, 0, 60000);
+  svc.provider.test_fail = ps_config_str(cfg, "PAYMENT_TEST_FAIL", NULL);
+  svc.provider.stripe_base = ps_config_str(cfg, "STRIPE_API_BASE", "https://api.stripe.com");
+  svc.provider.stripe_key = ps_config_str(cfg, "STRIPE_SECRET_KEY", NULL);
+  svc.provider.stripe_timeout_ms = (long)ps_config_int(cfg, "STRIPE_TIMEOUT_MS", 10000, 100, 120000);
+  svc.internal_token = ps_config_str(cfg, "POLYSHOP_INTERNAL_TOKEN", NULL);
+  svc.webhook_secret = ps_config_str(cfg, "STRIPE_WEBHOOK_SECRET", NULL);
+  svc.webhook_tolerance = ps_config_int(cfg, "STRIPE_WEBHOOK_TOLERANCE", PAYMENT_WEBHOOK_TOLERANCE, 1, 86400);
+  svc.claim_stale_after = ps_config_int(cfg, "PAYMENT_CLAIM_STALE_SECONDS", 60, 1, 86400);
+  svc.busy_wait_ms = (long)ps_config_int(cfg, "PAYMENT_BUSY_WAIT_MS", 2000, 0, 30000);
+  svc.idem_retention = 3600 * ps_config_int(cfg, "PAYMENT_IDEM_RETENTION_HOURS", 7 * 24, 1, 24 * 3650);
+  svc.event_retention = 3600 * ps_config_int(cfg, "PAYMENT_EVENT_RETENTION_HOURS", 30 * 24, 1, 24 * 3650);
   const char *kind = svc.provider.kind;
   if (strcmp(kind, "test") != 0 && strcmp(kind, "stripe") != 0)
-    ps_config_error(&cfg, "PAYMENT_PROVIDER=\"%s\" is not a provider (test or stripe)", kind);
+    ps_config_error(cfg, "PAYMENT_PROVIDER=\"%s\" is not a provider (test or stripe)", kind);
   if (strcmp(kind, "stripe") == 0 && !svc.provider.stripe_key)
-    ps_config_error(&cfg, "PAYMENT_PROVIDER=stripe needs STRIPE_SECRET_KEY");
+    ps_config_error(cfg, "PAYMENT_PROVIDER=stripe needs STRIPE_SECRET_KEY");
   if (svc.provider.test_fail && strcmp(svc.provider.test_fail, "unavailable") != 0 &&
       strcmp(svc.provider.test_fail, "timeout") != 0)
-    ps_config_error(&cfg, "PAYMENT_TEST_FAIL must be unavailable or timeout");
+    ps_config_error(cfg, "PAYMENT_TEST_FAIL must be unavailable or timeout");
   if (strncmp(svc.provider.stripe_base, "http://", 7) != 0 &&
       strncmp(svc.provider.stripe_base, "https://", 8) != 0)
-    ps_config_error(&cfg, "STRIPE_API_BASE must be an http(s) URL");
+    ps_config_error(cfg, "STRIPE_API_BASE must be an http(s) URL");
   if (svc.internal_token && strlen(svc.internal_token) < 16)
-    ps_config_error(&cfg, "POLYSHOP_INTERNAL_TOKEN must have at least 16 characters");
+    ps_config_error(cfg, "POLYSHOP_INTERNAL_TOKEN must have at least 16 characters");
   /* The claim must outlive the slowest provider call, or a retry could run beside it. */
   if (svc.claim_stale_after * 1000 <= svc.provider.stripe_timeout_ms)
-    ps_config_error(&cfg, "PAYMENT_CLAIM_STALE_SECONDS must be longer than STRIPE_TIMEOUT_MS");
-  ps_config_exit_on_error(&cfg);
+    ps_config_error(cfg, "PAYMENT_CLAIM_STALE_SECONDS must be longer than STRIPE_TIMEOUT_MS");
+}
 
-  /* Open the store and the provider once here so a bad setting fails the start, loudly. */
+/* Opens the store and the provider once so a bad setting fails the start, loudly. */
+static int store_open(void *ctx) {
   payment_store_t *st;
   int rc = payment_store_open(svc.store_url, &st);
   if (rc) {
-    char shown[PS_URL_REDACT_MAX];
-    ps_log_error("cannot open the payment store %s: %s", ps_url_redact(shown, sizeof(shown), svc.store_url), ps_strerror(rc));
-    return rc == PS_ECONFIG ? PS_CONFIG_EXIT_CODE : 1;
+    ps_log_error("cannot open the payment store: %s", ps_strerror(rc));
+    return rc;
   }
   st->ops->close(st);
   provider_t *prov;
   if ((rc = provider_new(&svc.provider, &prov))) {
-    ps_log_error("cannot start the %s payment provider: %s", kind, ps_strerror(rc));
-    return 1;
+    ps_log_error("cannot start the %s payment provider: %s", svc.provider.kind, ps_strerror(rc));
+    return rc == PS_ECONFIG ? PS_EIO : rc;
   }
   prov->ops->free(prov);
-  ps_log_info("payment provider %s, webhooks %s", kind, svc.webhook_secret ? "on" : "off");
-
+  ps_log_info("payment provider %s, webhooks %s", svc.provider.kind,
+              svc.webhook_secret ? "on" : "off");
   payment_metrics_register(&svc);
-  ps_service_t def = {.name = "payment", .routes = payment_routes, .nroutes = payment_nroutes,
-                      .ctx = &svc, .thread_init_cb = thread_init,
-                      .thread_cleanup_cb = thread_cleanup, .ready_cb = ready,
-                      .jwt_keys = &svc.keys};
-  rc = ps_server_run(&def, &server);
-  ps_client_global_cleanup();
-  return rc ? 1 : 0;
+  return 0;
+}
+
+int main(void) {
+  ps_service_def_t def = {
+      .name = "payment", .listen = "127.0.0.1:8104", .routes = payment_routes,
+      .nroutes = payment_nroutes, .ctx = &svc, .config_cb = config, .jwt_keys = &svc.keys,
+      .store_open_cb = store_open, .store_ping_cb = ping, .thread_init_cb = thread_init,
+      .thread_cleanup_cb = thread_cleanup};
+  return ps_service_main(&def);
 }

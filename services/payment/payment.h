@@ -7,6 +7,7 @@
 
 #include "polyshop/auth.h"
 #include "polyshop/http.h"
+#include "polyshop/store_timing.h"
 #include "provider.h"
 #include "store.h"
 
@@ -34,10 +35,11 @@ typedef struct {
   long busy_wait_ms; /* unused since issue 9 (a duplicate is answered at once); main.c to drop it */
   int64_t idem_retention;              /* seconds an answered Idempotency-Key is kept */
   int64_t event_retention;             /* seconds a webhook event id is kept */
-  struct ps_histogram *metrics[M__COUNT]; /* owned by the metrics registry; NULL entries skip */
+  ps_store_timing_t store_timing;         /* the store calls, M_CHARGE_CLAIM .. M_PAYMENT_LIST */
+  struct ps_histogram *metrics[M__COUNT]; /* the provider calls; owned by the metrics registry */
 } payment_service_t;
 
-/* Registers the histograms of svc->metrics (before the server starts). */
+/* Registers the store timing and the provider histograms (before the server starts). */
 void payment_metrics_register(payment_service_t *svc);
 
 /* Per event-loop thread. */

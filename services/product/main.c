@@ -1,22 +1,17 @@
 /* main.c - the product service: configuration from the environment, the store (migrated and,
  * when asked, filled with the demo catalog before the first request), one store connection
- * per event-loop thread, and the reservation sweeper on one of those loops. */
-#include <event2/event.h>
-#include <stdatomic.h>
+ * per event-loop thread, and the reservation sweeper as a periodic job; lib/skeleton.c runs
+ * the rest. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "polyshop/alloc.h"
-#include "polyshop/config.h"
 #include "polyshop/error.h"
-#include "polyshop/http.h"
 #include "polyshop/log.h"
 #include "polyshop/service.h"
 #include "polyshop/metrics.h"
-#include "polyshop/sqlite.h"
-#include "polyshop/url.h"
 #include "product.h"
 #include "store.h"
 
@@ -35,50 +30,42 @@ void product_sweep(product_store_t *s) {
   }
 }
 
-static void sweep_cb(evutil_socket_t fd, short what, void *arg) {
-  product_thread_t *t = arg;
+static product_service_t svc;
+static int demo, demo_size;
+
+static void sweep_cb(void *ctx, void *thread_ctx) {
+  product_thread_t *t = thread_ctx;
   product_sweep(t->store);
 }
 
-static atomic_int sweeper_taken;
-
 static void *thread_init(void *ctx) {
-  const product_service_t *svc = ctx;
   product_thread_t *t = ps_calloc(1, sizeof(*t));
   product_store_t *inner;
-  int rc = product_store_open(svc->store_url, &inner);
+  int rc = product_store_open(svc.store_url, &inner);
   if (rc) {
     ps_log(PS_LOG_FATAL, NULL, "cannot open the product store: %s", ps_strerror(rc));
     abort();
   }
   t->store = product_store_timed(inner);
-  int expected = 0;
-  if (atomic_compare_exchange_strong(&sweeper_taken, &expected, 1)) {
-    t->sweep_ev = event_new(ps_server_thread_base(), -1, EV_PERSIST, sweep_cb, t);
-    struct timeval tv = {(time_t)(svc->sweep_interval_ms / 1000),
-                         (suseconds_t)(svc->sweep_interval_ms % 1000) * 1000};
-    event_add(t->sweep_ev, &tv);
-  }
   return t;
 }
 
 static void thread_cleanup(void *thread_ctx) {
   product_thread_t *t = thread_ctx;
   if (!t) return;
-  if (t->sweep_ev) event_free(t->sweep_ev);
   if (t->store) t->store->ops->close(t->store);
   ps_free(t);
 }
 
-static int ready(void *ctx, void *thread_ctx) {
+static int ping(void *ctx, void *thread_ctx) {
   product_thread_t *t = thread_ctx;
   return t->store->ops->ping(t->store);
 }
 
 /* Loads the demo catalog when asked and the store has no product yet. */
-static int maybe_load_demo(const product_service_t *svc, int size) {
+static int maybe_load_demo(int size) {
   product_store_t *s;
-  int rc = product_store_open(svc->store_url, &s);
+  int rc = product_store_open(svc.store_url, &s);
   if (rc) return rc;
   int64_t n = 0;
   rc = s->ops->product_count(s, &n);
@@ -95,52 +82,42 @@ static int maybe_load_demo(const product_service_t *svc, int size) {
   return rc;
 }
 
-int main(void) {
-  ps_config_t cfg;
-  ps_service_init(&cfg, "product");
-
-  product_service_t svc;
-  memset(&svc, 0, sizeof(svc));
-  const char *data_dir = ps_config_str(&cfg, "POLYSHOP_DATA_DIR", "./data");
-  char default_url[4096];
+static void config(ps_config_t *cfg, void *ctx) {
+  const char *data_dir = ps_config_str(cfg, "POLYSHOP_DATA_DIR", "./data");
+  static char default_url[4096];
   snprintf(default_url, sizeof(default_url), "sqlite://%s/product.db", data_dir);
-  svc.store_url = ps_config_str(&cfg, "PRODUCT_STORE", default_url);
+  svc.store_url = ps_config_str(cfg, "PRODUCT_STORE", default_url);
   if (!product_store_url_ok(svc.store_url))
-    ps_config_error(&cfg, "PRODUCT_STORE must be a sqlite:// URL (e.g. sqlite:///var/lib/"
-                          "polyshop/product.db) or a mongodb:// URL");
-  svc.internal_token = ps_config_str(&cfg, "POLYSHOP_INTERNAL_TOKEN", NULL);
+    ps_config_error(cfg, "PRODUCT_STORE must be a sqlite:// URL (e.g. sqlite:///var/lib/"
+                         "polyshop/product.db) or a mongodb:// URL");
+  svc.internal_token = ps_config_str(cfg, "POLYSHOP_INTERNAL_TOKEN", NULL);
   if (svc.internal_token && strlen(svc.internal_token) < 16)
-    ps_config_error(&cfg, "POLYSHOP_INTERNAL_TOKEN must have at least 16 characters");
-  svc.sweep_interval_ms = ps_config_int(&cfg, "PRODUCT_SWEEP_INTERVAL_MS", 5000, 50, 3600000);
-  int demo = ps_config_bool(&cfg, "PRODUCT_DEMO_CATALOG", 0);
-  int demo_size = (int)ps_config_int(&cfg, "PRODUCT_DEMO_SIZE", 1200, 1, 1000000);
-  char err[256];
-  if (ps_jwt_keys_from_env(&svc.keys, err, sizeof(err))) ps_config_error(&cfg, "%s", err);
-  ps_server_config_t scfg;
-  ps_server_config_from_env(&scfg, &cfg, "127.0.0.1:8102");
-  ps_config_exit_on_error(&cfg);
+    ps_config_error(cfg, "POLYSHOP_INTERNAL_TOKEN must have at least 16 characters");
+  svc.sweep_interval_ms = ps_config_int(cfg, "PRODUCT_SWEEP_INTERVAL_MS", 5000, 50, 3600000);
+  demo = ps_config_bool(cfg, "PRODUCT_DEMO_CATALOG", 0);
+  demo_size = (int)ps_config_int(cfg, "PRODUCT_DEMO_SIZE", 1200, 1, 1000000);
+}
 
+static int store_open(void *ctx) {
   if (product_store_migrate(svc.store_url)) {
-    char shown[PS_URL_REDACT_MAX];
-    ps_log_error("the product store %s cannot be prepared", ps_url_redact(shown, sizeof(shown), svc.store_url));
-    return 1;
+    ps_log_error("the product store cannot be prepared"); /* not the URL: it may hold a password */
+    return PS_ESTORE;
   }
-  if (demo && maybe_load_demo(&svc, demo_size)) {
+  if (demo && maybe_load_demo(demo_size)) {
     ps_log_error("loading the demo catalog failed");
-    return 1;
+    return PS_ESTORE;
   }
-
   product_store_metrics_register(strncmp(svc.store_url, "mongodb://", 10) ? "sqlite" : "mongodb");
-  ps_service_t service = {
-      .name = "product",
-      .routes = product_routes,
-      .nroutes = product_nroutes,
-      .ctx = &svc,
-      .thread_init_cb = thread_init,
-      .thread_cleanup_cb = thread_cleanup,
-      .ready_cb = ready,
-      .jwt_keys = &svc.keys,
-  };
-  int rc = ps_server_run(&service, &scfg);
-  return rc ? 1 : 0;
+  return 0;
+}
+
+static const ps_service_job_t jobs[] = {{"sweeper", &svc.sweep_interval_ms, 0, sweep_cb}};
+
+int main(void) {
+  ps_service_def_t def = {
+      .name = "product", .listen = "127.0.0.1:8102", .routes = product_routes,
+      .nroutes = product_nroutes, .ctx = &svc, .config_cb = config, .jwt_keys = &svc.keys,
+      .store_open_cb = store_open, .store_ping_cb = ping, .thread_init_cb = thread_init,
+      .thread_cleanup_cb = thread_cleanup, .jobs = jobs, .njobs = 1};
+  return ps_service_main(&def);
 }

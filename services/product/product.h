@@ -148,7 +148,6 @@ typedef struct {
 
 typedef struct {
   product_store_t *store;
-  struct event *sweep_ev; /* the reservation sweeper, on one loop only */
 } product_thread_t;
 
 extern const ps_route_t product_routes[];

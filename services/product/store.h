@@ -105,7 +105,7 @@ int product_store_migrate(const char *url);
  * PS_EUNAVAIL. The caller closes it with s->ops->close(s). */
 int product_store_open(const char *url, product_store_t **out);
 
-/* Registers the polyshop_store_call_seconds{engine,op} histograms (store_timed.c); call once
+/* Registers the polyshop_store_call_seconds{engine,op} histograms (store.c); call once
  * before the server starts. */
 void product_store_metrics_register(const char *engine);
 /* Wraps inner so every call is timed into those histograms; the wrapper owns inner. */

@@ -1,33 +1,35 @@
-/* main.c - the user service: reads its configuration, opens its store, makes sure the first
- * admin exists, and serves until SIGTERM. */
+/* main.c - the user service: its configuration, its store (one connection per loop, Redis
+ * for sessions when set), and the first admin made at start; lib/skeleton.c runs the rest. */
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "polyshop/alloc.h"
-#include "polyshop/config.h"
 #include "polyshop/error.h"
 #include "polyshop/log.h"
 #include "polyshop/service.h"
-#include "polyshop/url.h"
 #include "user.h"
 
+static user_service_t svc;
+static const char *admin_email, *admin_password;
+
 static void *thread_init(void *ctx) {
-  user_service_t *svc = ctx;
   user_thread_t *t = ps_calloc(1, sizeof(*t));
-  if (user_store_open(svc->store_url, &t->store)) {
-    /* Checked at start on the main thread, so this is a store gone bad since: no way to serve. */
-    char shown[PS_URL_REDACT_MAX];
-    ps_log_error("cannot open the user store %s", ps_url_redact(shown, sizeof(shown), svc->store_url));
+  user_store_t *inner;
+  if (user_store_open(svc.store_url, &inner)) {
+    /* Checked at start on the main thread, so this is a store gone bad since: no way to serve.
+     * Not the URL: it may hold a password. */
+    ps_log_error("cannot open the user store");
     abort();
   }
+  t->store = user_store_timed(inner);
   t->sessions = t->store;
   /* Redis may be down right now: the connection is retried on each call, and sign-in
    * answers 503 meanwhile (only this feature degrades). */
-  if (svc->redis_url && user_sessions_redis_open(svc->redis_url, &t->sessions) == 0)
+  if (svc.redis_url && user_sessions_redis_open(svc.redis_url, &t->sessions) == 0)
     t->redis = 1;
-  else if (svc->redis_url)
+  else if (svc.redis_url)
     ps_log_warn("redis unreachable at start; sessions fall back to the main store");
   return t;
 }
@@ -39,7 +41,7 @@ static void thread_cleanup(void *thread_ctx) {
   ps_free(t);
 }
 
-static int ready(void *ctx, void *thread_ctx) {
+static int ping(void *ctx, void *thread_ctx) {
   user_thread_t *t = thread_ctx;
   int rc = t->store->ops->ping(t->store);
   return rc ? rc : t->sessions->ops->ping(t->sessions);
@@ -47,7 +49,7 @@ static int ready(void *ctx, void *thread_ctx) {
 
 /* Creates the admin from POLYSHOP_ADMIN_EMAIL / POLYSHOP_ADMIN_PASSWORD, or promotes the
  * account if it exists (its password is left alone: the operator may have changed it). */
-static int ensure_admin(user_service_t *svc, user_store_t *st, const char *email_in,
+static int ensure_admin(user_store_t *st, const char *email_in,
                         const char *password) {
   ps_arena_t a;
   ps_arena_init(&a);
@@ -66,7 +68,7 @@ static int ensure_admin(user_service_t *svc, user_store_t *st, const char *email
     char *id = ps_arena_sprintf(&a, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
                                 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
                                 b[11], b[12], b[13], b[14], b[15]);
-    rc = crypto_pwhash_str(hash, password, strlen(password), svc->argon_ops, svc->argon_mem)
+    rc = crypto_pwhash_str(hash, password, strlen(password), svc.argon_ops, svc.argon_mem)
              ? PS_ENOMEM
              : 0;
     user_t admin = {.id = id, .email = email, .password_hash = hash, .role = "admin", .name = "Admin",
@@ -80,66 +82,66 @@ static int ensure_admin(user_service_t *svc, user_store_t *st, const char *email
   return rc;
 }
 
-int main(void) {
-  ps_config_t cfg;
-  ps_service_init(&cfg, "user");
-
-  user_service_t svc = {0};
-  ps_server_config_t server;
-  ps_server_config_from_env(&server, &cfg, "127.0.0.1:8101");
-  svc.store_url = ps_config_str(&cfg, "USER_STORE", "sqlite://./data/user.db");
-  svc.refresh_ttl = ps_config_int(&cfg, "USER_REFRESH_TTL", 30 * 86400, 60, 365 * 86400);
-  svc.reset_ttl = ps_config_int(&cfg, "USER_RESET_TTL", 3600, 60, 7 * 86400);
+static void config(ps_config_t *cfg, void *ctx) {
+  svc.store_url = ps_config_str(cfg, "USER_STORE", "sqlite://./data/user.db");
+  svc.refresh_ttl = ps_config_int(cfg, "USER_REFRESH_TTL", 30 * 86400, 60, 365 * 86400);
+  svc.reset_ttl = ps_config_int(cfg, "USER_RESET_TTL", 3600, 60, 7 * 86400);
   /* OWASP's argon2id floor (19 MiB, 2 passes): a hash costs tens of milliseconds and stays
    * inside the memory budget of a small service. Tests may lower it. */
-  svc.argon_ops = (unsigned long long)ps_config_int(&cfg, "USER_ARGON2_OPS", 2, 1, 10);
-  svc.argon_mem = (size_t)ps_config_int(&cfg, "USER_ARGON2_MEM_KIB", 19 * 1024, 8, 1024 * 1024) * 1024;
-  svc.trust_proxy = ps_config_bool(&cfg, "POLYSHOP_TRUST_PROXY", 0);
-  svc.limit_per_email = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_PER_EMAIL", 10, 1, 100000);
-  svc.limit_per_client = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_PER_CLIENT", 100, 1, 1000000);
-  svc.limit_window = (int)ps_config_int(&cfg, "USER_LOGIN_LIMIT_WINDOW", 300, 1, 86400);
-  char shown[PS_URL_REDACT_MAX]; /* URLs in messages, passwords hidden */
-  svc.redis_url = ps_config_str(&cfg, "REDIS_URL", NULL);
+  svc.argon_ops = (unsigned long long)ps_config_int(cfg, "USER_ARGON2_OPS", 2, 1, 10);
+  svc.argon_mem = (size_t)ps_config_int(cfg, "USER_ARGON2_MEM_KIB", 19 * 1024, 8, 1024 * 1024) * 1024;
+  svc.trust_proxy = ps_config_bool(cfg, "POLYSHOP_TRUST_PROXY", 0);
+  svc.limit_per_email = (int)ps_config_int(cfg, "USER_LOGIN_LIMIT_PER_EMAIL", 10, 1, 100000);
+  svc.limit_per_client = (int)ps_config_int(cfg, "USER_LOGIN_LIMIT_PER_CLIENT", 100, 1, 1000000);
+  svc.limit_window = (int)ps_config_int(cfg, "USER_LOGIN_LIMIT_WINDOW", 300, 1, 86400);
+  svc.redis_url = ps_config_str(cfg, "REDIS_URL", NULL);
   if (svc.redis_url && strncmp(svc.redis_url, "redis://", 8) != 0)
-    ps_config_error(&cfg, "REDIS_URL=\"%s\" must look like redis://host:port", ps_url_redact(shown, sizeof(shown), svc.redis_url));
-  const char *admin_email = ps_config_str(&cfg, "POLYSHOP_ADMIN_EMAIL", NULL);
-  const char *admin_password = ps_config_str(&cfg, "POLYSHOP_ADMIN_PASSWORD", NULL);
-  char err[256];
-  if (ps_jwt_keys_from_env(&svc.keys, err, sizeof(err))) ps_config_error(&cfg, "%s", err);
+    ps_config_error(cfg, "REDIS_URL must look like redis://host:port");
+  admin_email = ps_config_str(cfg, "POLYSHOP_ADMIN_EMAIL", NULL);
+  admin_password = ps_config_str(cfg, "POLYSHOP_ADMIN_PASSWORD", NULL);
   if (!user_store_url_ok(svc.store_url))
-    ps_config_error(&cfg, "USER_STORE=\"%s\" is not a supported store URL (sqlite://PATH or mongodb://HOST:PORT/DB)", ps_url_redact(shown, sizeof(shown), svc.store_url));
+    ps_config_error(cfg, "USER_STORE is not a supported store URL (sqlite://PATH or mongodb://HOST:PORT/DB)");
   if ((admin_email == NULL) != (admin_password == NULL))
-    ps_config_error(&cfg, "set both POLYSHOP_ADMIN_EMAIL and POLYSHOP_ADMIN_PASSWORD, or neither");
+    ps_config_error(cfg, "set both POLYSHOP_ADMIN_EMAIL and POLYSHOP_ADMIN_PASSWORD, or neither");
   if (admin_email && user_check_email(admin_email))
-    ps_config_error(&cfg, "POLYSHOP_ADMIN_EMAIL: %s", user_check_email(admin_email));
+    ps_config_error(cfg, "POLYSHOP_ADMIN_EMAIL: %s", user_check_email(admin_email));
   if (admin_password && user_check_password(admin_password, admin_email))
-    ps_config_error(&cfg, "POLYSHOP_ADMIN_PASSWORD: %s", user_check_password(admin_password, admin_email));
-  ps_config_exit_on_error(&cfg);
+    ps_config_error(cfg, "POLYSHOP_ADMIN_PASSWORD: %s", user_check_password(admin_password, admin_email));
+}
 
-  /* Open the store once here so a bad path or a dead engine fails the start, loudly. */
+/* Opens the store once so a bad path or a dead engine fails the start, loudly; makes the
+ * login's dummy hash and the first admin. */
+static int store_open(void *ctx) {
   user_store_t *st;
   int rc = user_store_open(svc.store_url, &st);
   if (rc) {
-    ps_log_error("cannot open the user store %s: %s", ps_url_redact(shown, sizeof(shown), svc.store_url), ps_strerror(rc));
-    return 1;
+    ps_log_error("cannot open the user store: %s", ps_strerror(rc));
+    return rc == PS_ECONFIG ? PS_EIO : rc;
   }
   if (crypto_pwhash_str(svc.dummy_hash, "not a real password", 19, svc.argon_ops, svc.argon_mem)) {
     ps_log_error("argon2id failed: out of memory?");
-    return 1;
-  }
-  if (admin_email && (rc = ensure_admin(&svc, st, admin_email, admin_password))) {
+    rc = PS_ENOMEM;
+  } else if (admin_email && (rc = ensure_admin(st, admin_email, admin_password))) {
     ps_log_error("cannot create the first admin: %s", ps_strerror(rc));
-    return 1;
   }
   st->ops->close(st);
-
+  if (rc) return rc == PS_ECONFIG ? PS_EIO : rc;
+  user_store_metrics_register(strncmp(svc.store_url, "mongodb://", 10) ? "sqlite" : "mongodb");
   svc.per_email = ratelimit_new(svc.limit_per_email, svc.limit_window);
   svc.per_client = ratelimit_new(svc.limit_per_client, svc.limit_window);
-  ps_service_t def = {.name = "user", .routes = user_routes, .nroutes = user_nroutes, .ctx = &svc,
-                      .thread_init_cb = thread_init, .thread_cleanup_cb = thread_cleanup,
-                      .ready_cb = ready, .jwt_keys = &svc.keys};
-  rc = ps_server_run(&def, &server);
+  return 0;
+}
+
+static void store_close(void *ctx) {
   ratelimit_free(svc.per_email);
   ratelimit_free(svc.per_client);
-  return rc ? 1 : 0;
+}
+
+int main(void) {
+  ps_service_def_t def = {
+      .name = "user", .listen = "127.0.0.1:8101", .routes = user_routes,
+      .nroutes = user_nroutes, .ctx = &svc, .config_cb = config, .jwt_keys = &svc.keys,
+      .store_open_cb = store_open, .store_close_cb = store_close, .store_ping_cb = ping,
+      .thread_init_cb = thread_init, .thread_cleanup_cb = thread_cleanup};
+  return ps_service_main(&def);
 }

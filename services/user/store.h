@@ -76,6 +76,12 @@ int user_store_url_ok(const char *url);
 int user_store_sqlite_open(const char *path, user_store_t **out);
 int user_store_mongo_open(const char *url, user_store_t **out);
 
+/* Registers the polyshop_store_call_seconds{engine,op} histograms of the main store (engine
+ * "sqlite" or "mongodb"); once, before the server starts. user_store_timed wraps a store so
+ * every call is timed into them; the wrapper owns inner (closing it closes inner). */
+void user_store_metrics_register(const char *engine);
+user_store_t *user_store_timed(user_store_t *inner);
+
 /* Sessions in Redis ("redis://[[user]:password@]host[:port][/db]", see polyshop/redis.h): a
  * store with only the refresh_* operations, ping and close (store_redis.c). Expired tokens
  * are forgotten by Redis, so refresh_use answers PS_ENOTFOUND for them. */
