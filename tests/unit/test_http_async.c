@@ -465,6 +465,109 @@ static void test_streaming_route_over_limit(void **state) {
   wait_for(&upload_errors, before + 1);
 }
 
+/* --- streamed answers ------------------------------------------------------------------------ */
+
+/* Decodes a chunked body in place; returns its length, or -1 when the framing is wrong or the
+ * terminating chunk is missing. */
+static long dechunk(char *body, size_t len) {
+  char *in = body, *end = body + len, *out = body;
+  for (;;) {
+    char *eol = strstr(in, "\r\n");
+    if (!eol || eol >= end) return -1;
+    long n = strtol(in, NULL, 16);
+    in = eol + 2;
+    if (n == 0) return strncmp(in, "\r\n", 2) == 0 ? out - body : -1;
+    if (in + n + 2 > end || in[n] != '\r') return -1;
+    memmove(out, in, (size_t)n);
+    out += n;
+    in += n + 2;
+  }
+}
+
+static void test_stream_written_from_another_thread(void **state) {
+  static char buf[16384];
+  const char *req = "GET /stream HTTP/1.1\r\nConnection: close\r\n\r\n";
+  size_t n = exchange(req, strlen(req), buf, sizeof(buf));
+  assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+  assert_non_null(strstr(buf, "Transfer-Encoding: chunked\r\n"));
+  assert_null(strstr(buf, "Content-Length"));
+  char *body = strstr(buf, "\r\n\r\n") + 4;
+  long len = dechunk(body, n - (size_t)(body - buf));
+  assert_true(len > 0);
+  body[len] = '\0';
+  char expect[2048];
+  size_t e = 0;
+  for (int i = 0; i < 100; i++) e += (size_t)sprintf(expect + e, "line %d\n", i);
+  assert_string_equal(body, expect);
+  /* HTTP/1.0 has no chunks: the body runs until the close. */
+  req = "GET /stream HTTP/1.0\r\n\r\n";
+  exchange(req, strlen(req), buf, sizeof(buf));
+  assert_null(strstr(buf, "Transfer-Encoding"));
+  assert_string_equal(strstr(buf, "\r\n\r\n") + 4, expect);
+  /* Keep-alive: after the stream ends, the connection serves the next request. */
+  req = "GET /stream HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n";
+  exchange(req, strlen(req), buf, sizeof(buf));
+  char *last = strstr(buf, "line 99\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n");
+  if (!last) fail_msg("got: %.200s", buf);
+  assert_non_null(strstr(last, "{\"status\":\"ok\"}"));
+}
+
+static void test_sse_frames(void **state) {
+  static char buf[16384];
+  const char *req = "GET /sse HTTP/1.1\r\nConnection: close\r\n\r\n";
+  size_t n = exchange(req, strlen(req), buf, sizeof(buf));
+  assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+  assert_non_null(strstr(buf, "Content-Type: text/event-stream\r\n"));
+  assert_non_null(strstr(buf, "Cache-Control: no-store\r\n"));
+  assert_non_null(strstr(buf, "X-Accel-Buffering: no\r\n"));
+  char *body = strstr(buf, "\r\n\r\n") + 4;
+  long len = dechunk(body, n - (size_t)(body - buf));
+  assert_true(len > 0);
+  body[len] = '\0';
+  /* A heartbeat may come between events; the events themselves are exactly these. */
+  char events[4096] = "";
+  for (char *ev = body; *ev;) {
+    char *next = strstr(ev, "\n\n");
+    assert_non_null(next);
+    if (strncmp(ev, ": hb", 4) != 0) strncat(events, ev, (size_t)(next + 2 - ev));
+    ev = next + 2;
+  }
+  assert_string_equal(events, "event: greeting\ndata: hello\n\n"
+                              "data: two\ndata: lines\n\n"
+                              "event: last\ndata: crlf\ndata: and cr\ndata: end\n\n");
+}
+
+static void test_sse_heartbeat_and_disconnect(void **state) {
+  static char buf[4096];
+  int before = atomic_load(&stream_closed);
+  int fd = raw_connect();
+  raw_send(fd, "GET /sse-hold HTTP/1.1\r\n\r\n");
+  size_t n = 0;
+  while (!strstr(buf, ": hb\n\n") && n + 1 < sizeof(buf)) { /* a heartbeat within ~1 s */
+    ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
+    assert_true(r > 0);
+    n += (size_t)r;
+    buf[n] = '\0';
+  }
+  close(fd); /* the close callback runs, and the stream is released */
+  wait_for(&stream_closed, before + 1);
+}
+
+static void test_file_answer(void **state) {
+  static char buf[(1 << 20) + 4096];
+  const char *req = "GET /file HTTP/1.1\r\nConnection: close\r\n\r\n";
+  size_t n = exchange(req, strlen(req), buf, sizeof(buf));
+  assert_non_null(strstr(buf, "Content-Length: 1048576\r\n"));
+  char *body = strstr(buf, "\r\n\r\n") + 4;
+  assert_int_equal(n - (size_t)(body - buf), sizeof(file_bytes));
+  assert_memory_equal(body, file_bytes, sizeof(file_bytes));
+  req = "HEAD /file HTTP/1.1\r\nConnection: close\r\n\r\n";
+  n = exchange(req, strlen(req), buf, sizeof(buf));
+  assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+  assert_non_null(strstr(buf, "Content-Length: 1048576\r\n"));
+  assert_int_equal(strstr(buf, "\r\n\r\n") + 4 - buf, (long)n); /* no body */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_deferred_from_timer),
@@ -476,6 +579,10 @@ int main(void) {
       cmocka_unit_test(test_chunked_over_limit),
       cmocka_unit_test(test_streaming_route_3mb),
       cmocka_unit_test(test_streaming_route_over_limit),
+      cmocka_unit_test(test_stream_written_from_another_thread),
+      cmocka_unit_test(test_sse_frames),
+      cmocka_unit_test(test_sse_heartbeat_and_disconnect),
+      cmocka_unit_test(test_file_answer),
   };
   int rc = cmocka_run_group_tests(tests, setup, teardown);
   if (atomic_load(&faults)) {
