@@ -41,6 +41,25 @@ void ps_arena_reset(ps_arena_t *a) {
   a->chunk_size = ARENA_FIRST_CHUNK;
 }
 
+void ps_arena_recycle(ps_arena_t *a) {
+  while (a->defers) {
+    ps_arena_defer_t *d = a->defers;
+    a->defers = d->next;
+    d->cb(d->data);
+  }
+  while (a->chunks && a->chunks->next) {
+    ps_arena_chunk_t *c = a->chunks;
+    a->chunks = c->next;
+    ps_free(c);
+  }
+  if (a->chunks && a->chunks->size > ARENA_FIRST_CHUNK) { /* a big first block: give it back */
+    ps_free(a->chunks);
+    a->chunks = NULL;
+  }
+  if (a->chunks) a->chunks->used = 0;
+  a->chunk_size = ARENA_FIRST_CHUNK;
+}
+
 void *ps_arena_alloc(ps_arena_t *a, size_t n) {
   const size_t align = alignof(max_align_t);
   n = (n + align - 1) & ~(align - 1);

@@ -126,24 +126,86 @@ void ps_reply_header(ps_req_t *req, const char *name, const char *value) {
   *tail = h;
 }
 
+/* A deferred request is released by its answer, unless the handler is still running (then
+ * ps__dispatch releases it when the handler returns) or the server answers on its own. */
+static void release_if_held(ps_req_t *req) {
+  if (req->deferred_ && !req->in_handler_ && !req->refusing_) ps__req_release(req);
+}
+
 /* Sends the scratch buffer of the request's loop as the body. */
 static void send_answer(ps_req_t *req, int status, const char *content_type) {
+  loop_t *loop = ps__conn_loop(req->conn_);
   if (req->status) {
-    ps_log(PS_LOG_ERROR, req->request_id, "second reply to %s %s ignored", req->method, req->path);
-    evbuffer_drain(current_loop->scratch, evbuffer_get_length(current_loop->scratch));
+    if (!req->server_answered_)
+      ps_log(PS_LOG_ERROR, req->request_id, "second reply to %s %s ignored", req->method, req->path);
+    evbuffer_drain(loop->scratch, evbuffer_get_length(loop->scratch));
+    release_if_held(req);
     return;
   }
   req->status = status;
   if (atomic_load_explicit(&req->server->draining, memory_order_relaxed))
     req->keep_alive_ = 0; /* send keep-alive clients elsewhere */
-  ps__conn_write_answer(req, status, content_type, current_loop->scratch);
+  if (ps__conn_gone(req->conn_))
+    evbuffer_drain(loop->scratch, evbuffer_get_length(loop->scratch)); /* nobody to read it */
+  else
+    ps__conn_write_answer(req, status, content_type, evbuffer_get_length(loop->scratch),
+                          loop->scratch);
+  release_if_held(req);
 }
 
 void ps_reply_raw(ps_req_t *req, int status, const char *content_type, const void *data,
                   size_t len) {
-  if (len) evbuffer_add(current_loop->scratch, data, len);
+  if (len) evbuffer_add(ps__conn_loop(req->conn_)->scratch, data, len);
   send_answer(req, status, content_type);
 }
+
+void ps_reply_file(ps_req_t *req, int status, const char *content_type, int fd, off_t offset,
+                   size_t len) {
+  if (req->status || ps__conn_gone(req->conn_)) {
+    close(fd);
+    send_answer(req, status, content_type); /* logs a second reply, or drops it */
+    return;
+  }
+  req->status = status;
+  if (atomic_load_explicit(&req->server->draining, memory_order_relaxed)) req->keep_alive_ = 0;
+  ps__conn_write_answer(req, status, content_type, len, NULL);
+  if (req->head_only_)
+    close(fd);
+  else if (ps__conn_write_file(req, fd, offset, len)) {
+    close(fd);
+    ps_log(PS_LOG_ERROR, req->request_id, "cannot send a file for %s %s", req->method, req->path);
+  }
+  release_if_held(req);
+}
+
+ps_stream_t *ps_reply_stream(ps_req_t *req, int status, const char *content_type) {
+  if (req->status) {
+    send_answer(req, status, content_type); /* logs the second reply */
+    return NULL;
+  }
+  if (ps__conn_gone(req->conn_)) {
+    req->status = status;
+    release_if_held(req);
+    return NULL;
+  }
+  req->status = status;
+  if (atomic_load_explicit(&req->server->draining, memory_order_relaxed)) req->keep_alive_ = 0;
+  ps__conn_write_answer(req, status, content_type, (uint64_t)-1, NULL);
+  ps_stream_t *st = ps__stream_new(req->conn_, !ps__conn_http10(req->conn_), req->head_only_);
+  if (!req->head_only_) req->stream_ = st; /* the connection carries it once released */
+  release_if_held(req);
+  return st;
+}
+
+void ps_req_defer(ps_req_t *req) {
+  if (req->deferred_ || req->status) return; /* answered already: nothing to wait for */
+  req->deferred_ = 1;
+  ps__conn_deferred(req->conn_);
+}
+
+struct event_base *ps_req_base(ps_req_t *req) { return ps__conn_loop(req->conn_)->base; }
+
+int ps_req_gone(const ps_req_t *req) { return ps__conn_gone(req->conn_); }
 
 static int dump_cb(const char *buffer, size_t size, void *data) {
   return evbuffer_add(data, buffer, size);
@@ -155,7 +217,7 @@ void ps_reply_json(ps_req_t *req, int status, json_t *body) {
     return;
   }
   /* Serialise straight into the loop's scratch buffer, which moves into the output. */
-  json_dump_callback(body, dump_cb, current_loop->scratch, JSON_COMPACT);
+  json_dump_callback(body, dump_cb, ps__conn_loop(req->conn_)->scratch, JSON_COMPACT);
   json_decref(body);
   send_answer(req, status, "application/json");
 }
@@ -215,43 +277,89 @@ typedef struct {
 static const builtin_t builtins[] = {
     {"/healthz", handle_healthz}, {"/readyz", handle_readyz}, {"/metrics", handle_metrics}};
 
-static void route_request(ps_req_t *req, size_t *route_index) {
+enum { MATCH_ROUTE = -1, MATCH_NOT_FOUND = -2, MATCH_BAD_METHOD = -3 };
+
+/* A GET route answers HEAD too (RFC 9110 §9.3.2), so Allow names HEAD beside GET. */
+static const char *allow_with_head(ps_req_t *req, const char *allow) {
+  int get = 0, head = 0;
+  for (const char *p = allow; *p;) {
+    size_t n = strcspn(p, ", ");
+    if (n == 3 && !memcmp(p, "GET", 3)) get = 1;
+    if (n == 4 && !memcmp(p, "HEAD", 4)) head = 1;
+    p += n;
+    p += strspn(p, ", ");
+  }
+  return get && !head ? ps_arena_sprintf(&req->arena, "%s, HEAD", allow)
+                      : ps_arena_strdup(&req->arena, allow);
+}
+
+unsigned ps__req_route(ps_req_t *req) {
+  loop_t *loop = ps__conn_loop(req->conn_);
   ps_server_t *s = req->server;
-  *route_index = s->router.nroutes;
+  loop->last_request_ns = req->start_ns;
+  req->request_id = request_id(req, loop);
+  req->traceparent = ps_req_header(req, "traceparent");
+  req->route_index_ = s->router.nroutes;
+  int get_like = strcmp(req->method, "GET") == 0 || req->head_only_;
   for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
-    if (strcmp(req->path, builtins[i].path) == 0 && strcmp(req->method, "GET") == 0) {
+    if (get_like && strcmp(req->path, builtins[i].path) == 0) {
       req->route = builtins[i].path;
-      builtins[i].handler(req);
-      return;
+      req->match_ = (int)i;
+      return 0;
     }
   }
   char allow[64];
   int idx = ps_router_match(&s->router, req->method, req->path, req->params, &req->nparams,
                             allow, sizeof(allow));
-  if (idx == PS_ROUTE_NOT_FOUND) {
-    ps_reply_problem(req, PS_PROBLEM_NOT_FOUND, NULL, "no resource at %s", req->path);
-    return;
+  if (idx == PS_ROUTE_BAD_METHOD && req->head_only_) {
+    char ignored[64];
+    int get = ps_router_match(&s->router, "GET", req->path, req->params, &req->nparams,
+                              ignored, sizeof(ignored));
+    if (get >= 0) idx = get;
   }
-  if (idx == PS_ROUTE_BAD_METHOD) {
-    ps_reply_header(req, "Allow", allow);
-    ps_reply_problem(req, PS_PROBLEM_METHOD_NOT_ALLOWED, NULL, "%s is not allowed on %s; use %s",
-                     req->method, req->path, allow);
-    return;
+  if (idx < 0) {
+    req->match_ = idx == PS_ROUTE_NOT_FOUND ? MATCH_NOT_FOUND : MATCH_BAD_METHOD;
+    if (idx == PS_ROUTE_BAD_METHOD) req->allow_ = allow_with_head(req, allow);
+    return 0;
   }
-  *route_index = (size_t)idx;
+  req->match_ = MATCH_ROUTE;
+  req->route_index_ = (size_t)idx;
   req->route = s->svc->routes[idx].pattern;
-  s->svc->routes[idx].handler(req);
-  if (!req->status) {
+  return s->svc->routes[idx].flags;
+}
+
+static void run_handler(ps_req_t *req) {
+  ps_server_t *s = req->server;
+  if (req->match_ >= 0) {
+    builtins[req->match_].handler(req);
+  } else if (req->match_ == MATCH_NOT_FOUND) {
+    ps_reply_problem(req, PS_PROBLEM_NOT_FOUND, NULL, "no resource at %s", req->path);
+  } else if (req->match_ == MATCH_BAD_METHOD) {
+    ps_reply_header(req, "Allow", req->allow_);
+    ps_reply_problem(req, PS_PROBLEM_METHOD_NOT_ALLOWED, NULL, "%s is not allowed on %s; use %s",
+                     req->method, req->path, req->allow_);
+  } else {
+    s->svc->routes[req->route_index_].handler(req);
+  }
+}
+
+void ps__dispatch(ps_req_t *req) {
+  req->in_handler_ = 1;
+  run_handler(req);
+  req->in_handler_ = 0;
+  if (!req->status && !req->deferred_) {
     ps_log(PS_LOG_ERROR, req->request_id, "handler for %s %s sent no answer", req->method,
            req->route);
     ps_reply_problem(req, PS_PROBLEM_INTERNAL, NULL, "the handler sent no answer");
   }
+  if (req->status) ps__req_release(req);
 }
 
 void ps__req_init(ps_req_t *req, loop_t *loop, ps__conn_t *conn) {
+  ps_arena_t arena = req->arena; /* the connection's arena, with its first block */
   memset(req, 0, sizeof(*req));
+  req->arena = arena;
   req->start_ns = ps_now_ns();
-  ps_arena_init(&req->arena);
   req->conn_ = conn;
   req->server = loop->server;
   req->thread_ctx = loop->thread_ctx;
@@ -263,30 +371,32 @@ void ps__req_init(ps_req_t *req, loop_t *loop, ps__conn_t *conn) {
   req->keep_alive_ = 1;
 }
 
-void ps__req_finish(ps_req_t *req, size_t route_index) {
+static void release_with(ps_req_t *req, struct ps_stream *stream) {
   ps_server_t *s = req->server;
   double secs = (double)(ps_now_ns() - req->start_ns) / 1e9;
-  if (route_index == (size_t)-1) route_index = s->router.nroutes;
+  size_t route_index = req->route_index_ < s->router.nroutes ? req->route_index_ : s->router.nroutes;
   ps_metrics_request(route_index, req->status, secs);
   if (route_index < s->router.nroutes || req->status >= 400)
     ps_log_access(req->request_id, req->method, req->path, req->route, req->status, secs,
                   req->client);
-  ps_arena_reset(&req->arena);
+  /* A connection that now carries a stream keeps no arena block: it may stay open for hours. */
+  if (stream) ps_arena_reset(&req->arena);
+  else ps_arena_recycle(&req->arena);
+  ps__conn_request_done(req->conn_, stream);
 }
 
-void ps__dispatch(ps_req_t *req, int flags, size_t body_len) {
-  loop_t *loop = current_loop;
-  loop->last_request_ns = req->start_ns;
-  req->request_id = request_id(req, loop);
-  req->traceparent = ps_req_header(req, "traceparent");
-  size_t route_index = (size_t)-1;
-  if (flags & PS__TOO_LARGE)
-    ps_reply_problem(req, PS_PROBLEM_PAYLOAD_TOO_LARGE, NULL,
-                     "the request body has %zu bytes; the limit is %zu", body_len,
-                     req->server->cfg.body_limit);
-  else
-    route_request(req, &route_index);
-  ps__req_finish(req, route_index);
+void ps__req_release(ps_req_t *req) { release_with(req, req->stream_); }
+
+void ps__req_refuse(ps_req_t *req, int problem, const char *detail) {
+  if (!req->method) req->method = "";
+  if (!req->path) req->path = "";
+  if (!req->request_id) req->request_id = ps__new_request_id(req, ps__conn_loop(req->conn_));
+  req->keep_alive_ = 0;
+  req->refusing_ = 1;
+  ps_reply_problem(req, (ps_problem_t)problem, NULL, "%s", detail);
+  req->refusing_ = 0;
+  req->server_answered_ = 1;
+  if (!req->deferred_) ps__req_release(req); /* else its handler's answer (dropped) releases it */
 }
 
 /* --- loops, start and drain ------------------------------------------------------------- */
@@ -310,7 +420,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg) {
     loop->last_request_ns = now; /* a fresh quiet spell for the second phase */
     return;
   }
-  if ((!loop->listener && quiet) || now > deadline) event_base_loopexit(loop->base, NULL);
+  if ((!loop->listener && quiet && !loop->deferred) || now > deadline)
+    event_base_loopexit(loop->base, NULL);
 }
 
 static void drain_cb(evutil_socket_t fd, short what, void *arg) {
@@ -326,6 +437,7 @@ static void *loop_main(void *arg) {
   if (loop->server->svc->thread_init_cb)
     loop->thread_ctx = loop->server->svc->thread_init_cb(loop->server->svc->ctx);
   event_base_dispatch(loop->base);
+  ps__conns_close_all(loop); /* here, so that stream close callbacks run on the loop's thread */
   if (loop->server->svc->thread_cleanup_cb) loop->server->svc->thread_cleanup_cb(loop->thread_ctx);
   current_loop = NULL;
   return NULL;
@@ -354,6 +466,7 @@ static int loop_init(loop_t *loop, ps_server_t *s) {
   if (!loop->listener) return PS_EIO;
   loop->drain_ev = event_new(loop->base, -1, 0, drain_cb, loop);
   loop->tick_ev = event_new(loop->base, -1, EV_PERSIST, tick_cb, loop);
+  ps__streams_init(loop);
   unsigned char rnd[8];
   randombytes_buf(rnd, sizeof(rnd));
   sodium_bin2hex(loop->id_prefix, sizeof(loop->id_prefix), rnd, sizeof(rnd));
@@ -365,6 +478,7 @@ static void loop_cleanup(loop_t *loop) {
   if (loop->listener) evconnlistener_free(loop->listener);
   if (loop->drain_ev) event_free(loop->drain_ev);
   if (loop->tick_ev) event_free(loop->tick_ev);
+  if (loop->base) ps__streams_cleanup(loop);
   if (loop->scratch) evbuffer_free(loop->scratch);
   if (loop->base) event_base_free(loop->base);
 }

@@ -4,9 +4,13 @@
  * against ~95% for this design (bench/ref/raw_healthz.c): evhttp allocates a request object,
  * two header lists and several buffers per request; here a request lives in its arena.
  *
- * Bodies need a Content-Length (chunked requests get 411: the edge and every client we have
- * send lengths). Limits: 16 KiB of request line and headers (431), 100 headers, the body
- * limit (413 answered before the body is read, then the connection closes). */
+ * One request at a time per connection, in the connection's own request object (reused, so
+ * its arena keeps its first block): a request whose handler defers holds the connection, and
+ * what the client pipelines behind it waits in the input. Bodies come with a Content-Length
+ * or chunked (RFC 9112 §7.1); they are read whole before the handler runs, or handed to a
+ * streaming route's reader as they arrive. Limits: 16 KiB of request line and headers (431),
+ * 100 headers, the body limit (413 as soon as a length or the running total passes it; the
+ * connection then closes). */
 #include "http_internal.h"
 
 #include <arpa/inet.h>
@@ -23,18 +27,40 @@
 #include <time.h>
 
 #include "polyshop/alloc.h"
+#include "polyshop/error.h"
 #include "polyshop/log.h"
 #include "polyshop/problem.h"
 
 enum { MAX_HEAD = 16384, MAX_HEADERS = 100, IDLE_SECONDS = 60 };
 
+enum { HOLD_INPUT = 65536 }; /* input kept while a request or a stream holds the connection */
+
+/* Where the body of the current request stands. */
+enum { B_DONE, B_LENGTH, B_SIZE, B_DATA, B_DATA_END, B_TRAILER };
+
 struct ps__conn {
   ps__loop_t *loop;
-  struct bufferevent *bev;
+  struct bufferevent *bev; /* NULL once the client is gone while a handler holds the request */
   ps__conn_t *prev, *next; /* the loop's list of open connections */
   char peer[INET6_ADDRSTRLEN];
   int closing;             /* answer sent with Connection: close: free once written */
   int lingering;           /* written and half-closed: reading what the client still sends */
+  int in_process;          /* inside process(): it goes on by itself after a release */
+  int held;                /* read timeout off and input capped (deferred request or stream) */
+  int streaming;           /* a streamed answer's head is out and its body is not yet */
+  ps_req_t *req;           /* the connection's request object, made at its first request */
+  int active;              /* req holds a request not yet released */
+  int dispatched;          /* its handler has run */
+  int http10;
+  unsigned route_flags, gen;
+  int body;                /* B_*: what of the body is still to read */
+  uint64_t remaining;      /* bytes left of the Content-Length or of the current chunk */
+  size_t body_total, trailer_len;
+  struct evbuffer *body_buf; /* a chunked body being gathered for an ordinary route */
+  const ps_body_reader_t *reader;
+  void *reader_arg;
+  int paused;
+  struct ps_stream *stream; /* the streamed answer being written */
 };
 
 /* --- the loop's connection list ------------------------------------------------------------ */
@@ -43,12 +69,40 @@ static void conn_free(ps__conn_t *c) {
   if (c->prev) c->prev->next = c->next;
   else c->loop->conns = c->next;
   if (c->next) c->next->prev = c->prev;
-  bufferevent_free(c->bev);
+  if (c->bev) bufferevent_free(c->bev);
+  if (c->req) {
+    if (c->active && c->req->deferred_) c->loop->deferred--; /* the server stops before it */
+    ps_arena_reset(&c->req->arena);
+    ps_free(c->req);
+  }
+  if (c->body_buf) evbuffer_free(c->body_buf);
   ps_free(c);
 }
 
 void ps__conns_close_all(ps__loop_t *loop) {
-  while (loop->conns) conn_free(loop->conns);
+  while (loop->conns) {
+    ps__conn_t *c = loop->conns;
+    if (c->stream) ps__stream_conn_closed(c->stream); /* calls its close callback */
+    conn_free(c);
+  }
+}
+
+const char *ps__conn_peer(ps__conn_t *c) { return c->peer; }
+ps__loop_t *ps__conn_loop(ps__conn_t *c) { return c->loop; }
+int ps__conn_gone(const ps__conn_t *c) { return c->bev == NULL; }
+int ps__conn_http10(const ps__conn_t *c) { return c->http10; }
+size_t ps__conn_out_len(ps__conn_t *c) {
+  return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+}
+
+/* While a handler holds the request or a stream is written, the client may stay silent as
+ * long as it likes (no read timeout), and what it sends meanwhile is capped (it waits). */
+static void hold(ps__conn_t *c, int on) {
+  if (!c->bev || c->held == on) return;
+  c->held = on;
+  struct timeval idle = {IDLE_SECONDS, 0};
+  bufferevent_set_timeouts(c->bev, on ? NULL : &idle, &idle);
+  bufferevent_setwatermark(c->bev, EV_READ, 0, on ? HOLD_INPUT : 0);
 }
 
 /* --- writing answers ------------------------------------------------------------------------- */
@@ -111,7 +165,7 @@ static void flush(ps__conn_t *c) {
   }
   if (evbuffer_get_length(out) > 0)
     bufferevent_enable(c->bev, EV_WRITE);
-  else if (c->closing)
+  else if (c->closing && !c->streaming)
     start_linger(c);
 }
 
@@ -151,11 +205,15 @@ static void head_add_uint(head_t *h, unsigned long long v) {
 }
 
 void ps__conn_write_answer(ps_req_t *req, int status, const char *content_type,
-                           struct evbuffer *body) {
+                           uint64_t content_length, struct evbuffer *body) {
   ps__conn_t *c = req->conn_;
   struct evbuffer *out = bufferevent_get_output(c->bev);
-  size_t len = evbuffer_get_length(body);
+  int chunked = content_length == (uint64_t)-1;
+  /* A body left unread, or a streamed answer to HTTP/1.0 (ended by the close), ends the
+   * connection after this answer. */
+  if (c->body != B_DONE || (chunked && c->http10)) req->keep_alive_ = 0;
   if (!req->keep_alive_) c->closing = 1;
+  if (chunked && !req->head_only_) c->streaming = 1;
   /* The head is assembled with copies, not printf: formatting was 3% of a /healthz answer. */
   head_t h = {.len = 0, .spill = out};
   head_add(&h, "HTTP/1.1 ");
@@ -164,8 +222,12 @@ void ps__conn_write_answer(ps_req_t *req, int status, const char *content_type,
   head_add(&h, reason_phrase(status));
   head_add(&h, "\r\nDate: ");
   head_add(&h, http_date(c->loop));
-  head_add(&h, "\r\nContent-Length: ");
-  head_add_uint(&h, (unsigned long long)len);
+  if (!chunked) {
+    head_add(&h, "\r\nContent-Length: ");
+    head_add_uint(&h, (unsigned long long)content_length);
+  } else if (!c->http10) {
+    head_add(&h, "\r\nTransfer-Encoding: chunked");
+  }
   head_add(&h, "\r\nX-Request-Id: ");
   head_add(&h, req->request_id);
   head_add(&h, "\r\n");
@@ -182,24 +244,33 @@ void ps__conn_write_answer(ps_req_t *req, int status, const char *content_type,
   }
   head_add(&h, c->closing ? "Connection: close\r\n\r\n" : "\r\n");
   head_flush(&h, out);
-  if (req->head_only_)
-    evbuffer_drain(body, len);
-  else
-    evbuffer_add_buffer(out, body);
+  if (body) {
+    if (req->head_only_)
+      evbuffer_drain(body, evbuffer_get_length(body));
+    else
+      evbuffer_add_buffer(out, body);
+  }
   flush(c);
 }
 
-/* An answer for a request that never reached the dispatcher (bad framing): a problem, then
- * the connection closes, since what follows on it cannot be trusted. */
-static void early_problem(ps__conn_t *c, ps_problem_t problem, const char *detail) {
-  ps_req_t req;
-  ps__req_init(&req, c->loop, c);
-  req.keep_alive_ = 0;
-  req.method = "";
-  req.path = "";
-  req.request_id = ps__new_request_id(&req, c->loop);
-  ps_reply_problem(&req, problem, NULL, "%s", detail);
-  ps__req_finish(&req, (size_t)-1);
+int ps__conn_write_file(ps_req_t *req, int fd, off_t offset, size_t len) {
+  ps__conn_t *c = req->conn_;
+  if (evbuffer_add_file(bufferevent_get_output(c->bev), fd, offset, (ev_off_t)len)) {
+    c->closing = 1; /* the head promised bytes that will not come */
+    flush(c);
+    return PS_EIO;
+  }
+  flush(c);
+  return 0;
+}
+
+void ps__conn_send(ps__conn_t *c, struct evbuffer *data) {
+  if (!c->bev) {
+    evbuffer_drain(data, evbuffer_get_length(data));
+    return;
+  }
+  evbuffer_add_buffer(bufferevent_get_output(c->bev), data);
+  flush(c);
 }
 
 /* --- reading requests ------------------------------------------------------------------------ */
@@ -210,7 +281,7 @@ static int token_char(unsigned char ch) {
 
 /* Parses the head (request line and headers) in place; strings point into head. Returns 0 or
  * -1 for a malformed head. */
-static int parse_head(ps_req_t *req, char *head, size_t len) {
+static int parse_head(ps__conn_t *c, ps_req_t *req, char *head, size_t len) {
   char *end = head + len, *line = head;
   char *eol = memchr(line, '\n', (size_t)(end - line));
   if (!eol) return -1;
@@ -231,6 +302,7 @@ static int parse_head(ps_req_t *req, char *head, size_t len) {
     return -1;
   req->method = line;
   req->keep_alive_ = version[7] != '0';
+  c->http10 = !req->keep_alive_;
   char *q = strchr(target, '?');
   if (q) {
     *q = '\0';
@@ -268,95 +340,352 @@ static int parse_head(ps_req_t *req, char *head, size_t len) {
   return 0;
 }
 
-/* Decides the body length from the headers: 0 and *len set, or an early answer was sent. */
-static int body_length(ps__conn_t *c, ps_req_t *req, size_t *len) {
-  *len = 0;
+
+/* --- bodies ----------------------------------------------------------------------------------- */
+
+static int body_failed(ps__conn_t *c, int err) {
+  ps_req_t *req = c->req;
+  const ps_body_reader_t *r = c->reader;
+  c->reader = NULL;
+  c->body = B_DONE;
+  if (err == PS_ETOOBIG)
+    ps__req_refuse(req, PS_PROBLEM_PAYLOAD_TOO_LARGE, "the request body is over the limit");
+  else
+    ps__req_refuse(req, PS_PROBLEM_MALFORMED_REQUEST, "the chunked body is malformed");
+  if (r && r->error_cb) r->error_cb(c->reader_arg, err);
+  return -1;
+}
+
+/* Hands n bytes of the input to the body's consumer; *used says how many it took. Returns 0,
+ * 1 when the consumer stopped the flow (paused, or answered the request), -1 after refusing
+ * the body. */
+static int deliver(ps__conn_t *c, struct evbuffer *in, size_t n, size_t *used) {
+  *used = 0;
+  if (c->body_total + n > c->loop->server_body_limit) return body_failed(c, PS_ETOOBIG);
+  if (!c->reader) {
+    c->body_total += n;
+    *used = n;
+    if (!c->body_buf) c->body_buf = evbuffer_new();
+    evbuffer_remove_buffer(in, c->body_buf, n);
+    return 0;
+  }
+  unsigned gen = c->gen;
+  while (n) {
+    struct evbuffer_iovec v[4];
+    int nv = evbuffer_peek(in, (ev_ssize_t)n, NULL, v, 4);
+    if (nv > 4) nv = 4;
+    size_t done = 0;
+    int stop = 0;
+    for (int i = 0; i < nv && done < n && !stop; i++) {
+      size_t len = v[i].iov_len < n - done ? v[i].iov_len : n - done;
+      c->reader->data_cb(c->reader_arg, v[i].iov_base, len);
+      done += len;
+      stop = c->gen != gen || !c->active || c->paused || !c->reader || !c->bev;
+    }
+    if (c->bev) evbuffer_drain(in, done);
+    n -= done;
+    *used += done;
+    c->body_total += done;
+    if (stop) return 1;
+  }
+  return 0;
+}
+
+/* The chunk-size line: hex digits, optional whitespace, an ignored extension. */
+static int chunk_size_line(ps__conn_t *c, struct evbuffer *in) {
+  size_t eol_len;
+  struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+  if (p.pos < 0) return evbuffer_get_length(in) > 1024 ? body_failed(c, PS_EPARSE) : 0;
+  if (p.pos > 1024) return body_failed(c, PS_EPARSE);
+  char line[1025];
+  evbuffer_remove(in, line, (size_t)p.pos);
+  evbuffer_drain(in, eol_len);
+  line[p.pos] = '\0';
+  uint64_t size = 0;
+  int digits = 0;
+  char *q = line;
+  for (; isxdigit((unsigned char)*q); q++) {
+    if (++digits > 15) return body_failed(c, PS_EPARSE);
+    size = size * 16 + (uint64_t)(isdigit((unsigned char)*q) ? *q - '0' : (tolower(*q) - 'a' + 10));
+  }
+  while (*q == ' ' || *q == '\t') q++;
+  if (!digits || (*q && *q != ';')) return body_failed(c, PS_EPARSE);
+  if (c->body_total + size > c->loop->server_body_limit) return body_failed(c, PS_ETOOBIG);
+  c->remaining = size;
+  c->body = size ? B_DATA : B_TRAILER;
+  c->trailer_len = 0;
+  return 1;
+}
+
+/* One step of the body. Returns 1 when it moved on (call again), 0 when it needs more input
+ * or the consumer stopped, -1 after refusing the body. */
+static int body_step(ps__conn_t *c, struct evbuffer *in) {
+  size_t avail = evbuffer_get_length(in);
+  switch (c->body) {
+    case B_LENGTH:
+    case B_DATA: {
+      size_t n = avail < c->remaining ? avail : (size_t)c->remaining;
+      if (!n) return 0;
+      size_t used;
+      unsigned gen = c->gen;
+      int rc = deliver(c, in, n, &used);
+      if (rc < 0 || c->gen != gen) return -1;
+      c->remaining -= used;
+      if (!c->remaining) c->body = c->body == B_LENGTH ? B_DONE : B_DATA_END;
+      return rc ? 0 : 1;
+    }
+    case B_DATA_END: {
+      if (avail < 2) return 0;
+      char crlf[2];
+      evbuffer_remove(in, crlf, 2);
+      if (crlf[0] != '\r' || crlf[1] != '\n') return body_failed(c, PS_EPARSE);
+      c->body = B_SIZE;
+      return 1;
+    }
+    case B_SIZE: return chunk_size_line(c, in);
+    case B_TRAILER: { /* trailer fields are read and dropped */
+      size_t eol_len;
+      struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+      if (p.pos < 0) return c->trailer_len + avail > MAX_HEAD ? body_failed(c, PS_EPARSE) : 0;
+      c->trailer_len += (size_t)p.pos + eol_len;
+      if (c->trailer_len > MAX_HEAD) return body_failed(c, PS_EPARSE);
+      evbuffer_drain(in, (size_t)p.pos + eol_len);
+      if (p.pos == 0) c->body = B_DONE;
+      return 1;
+    }
+    default: return 0;
+  }
+}
+
+/* Reads what the input holds of the body. Returns 1 once the body is complete, 0 when more is
+ * needed (or the consumer paused, or the request was answered), -1 after a refusal. */
+static int read_body(ps__conn_t *c, struct evbuffer *in) {
+  /* An ordinary route with a length: wait for all of it, then one copy into the arena. */
+  if (c->body == B_LENGTH && !c->reader) {
+    if (evbuffer_get_length(in) < c->remaining) return 0;
+    char *body = ps_arena_alloc(&c->req->arena, (size_t)c->remaining + 1);
+    evbuffer_remove(in, body, (size_t)c->remaining);
+    c->req->body = body;
+    c->req->body_len = (size_t)c->remaining;
+    c->body = B_DONE;
+    return 1;
+  }
+  unsigned gen = c->gen;
+  int rc = 0;
+  while (c->body != B_DONE && (rc = body_step(c, in)) > 0) {
+  }
+  if (c->gen != gen || !c->active) return 0;
+  if (c->body != B_DONE) return rc < 0 ? -1 : 0;
+  if (!c->reader && c->body_buf) { /* a chunked body, gathered: one copy into the arena */
+    size_t n = evbuffer_get_length(c->body_buf);
+    char *body = ps_arena_alloc(&c->req->arena, n + 1);
+    evbuffer_remove(c->body_buf, body, n);
+    c->req->body = body;
+    c->req->body_len = n;
+  }
+  return 1;
+}
+
+/* --- requests ---------------------------------------------------------------------------- */
+
+/* Decides how the body is framed: 0, or -1 after refusing the request. */
+static int body_framing(ps__conn_t *c, ps_req_t *req) {
   const char *te = ps_req_header(req, "Transfer-Encoding");
-  if (te && strcasecmp(te, "identity") != 0) {
-    early_problem(c, PS_PROBLEM_LENGTH_REQUIRED, "send the body with a Content-Length");
+  const char *cl = ps_req_header(req, "Content-Length");
+  c->body = B_DONE;
+  if (te && cl) {
+    ps__req_refuse(req, PS_PROBLEM_MALFORMED_REQUEST,
+                   "Content-Length and Transfer-Encoding together");
     return -1;
   }
-  const char *cl = ps_req_header(req, "Content-Length");
+  if (te) {
+    if (strcasecmp(te, "chunked") != 0) {
+      ps__req_refuse(req, PS_PROBLEM_NOT_IMPLEMENTED, "only the chunked transfer coding is supported");
+      return -1;
+    }
+    c->body = B_SIZE;
+    return 0;
+  }
   if (!cl) return 0;
   char *endp;
   errno = 0;
   unsigned long long n = strtoull(cl, &endp, 10);
   if (errno || endp == cl || *endp || !isdigit((unsigned char)cl[0])) {
-    early_problem(c, PS_PROBLEM_MALFORMED_REQUEST, "Content-Length is not a number");
+    ps__req_refuse(req, PS_PROBLEM_MALFORMED_REQUEST, "Content-Length is not a number");
     return -1;
   }
-  *len = (size_t)n;
+  if (n > c->loop->server_body_limit) {
+    /* Answered before a byte of it is read; the unread body ends the connection. */
+    char detail[96];
+    snprintf(detail, sizeof(detail), "the request body has %llu bytes; the limit is %zu", n,
+             c->loop->server_body_limit);
+    ps__req_refuse(req, PS_PROBLEM_PAYLOAD_TOO_LARGE, detail);
+    return -1;
+  }
+  c->remaining = n;
+  if (n) c->body = B_LENGTH;
   return 0;
 }
 
-/* Reads as many complete requests as the input holds and dispatches each. */
+static void start_request(ps__conn_t *c) {
+  if (!c->req) {
+    c->req = ps_malloc(sizeof(*c->req));
+    ps_arena_init(&c->req->arena);
+  }
+  ps__req_init(c->req, c->loop, c);
+  c->active = 1;
+  c->dispatched = 0;
+  c->gen++;
+  c->reader = NULL;
+  c->paused = 0;
+  c->body = B_DONE;
+  c->body_total = 0;
+  c->route_flags = 0;
+}
+
+/* Takes the next request's head off the input. Returns 1 when a request is under way, 0 when
+ * more input is needed, -1 after refusing it. */
+static int read_head(ps__conn_t *c, struct evbuffer *in) {
+  size_t avail = evbuffer_get_length(in);
+  if (!avail) return 0;
+  struct evbuffer_ptr crlf = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+  if (crlf.pos < 0 && avail <= MAX_HEAD) return 0;
+  start_request(c);
+  ps_req_t *req = c->req;
+  size_t head_len = (size_t)crlf.pos + 4;
+  if (crlf.pos < 0 || head_len > MAX_HEAD) {
+    ps__req_refuse(req, PS_PROBLEM_HEADERS_TOO_LARGE, "the request head is over 16 KiB");
+    return -1;
+  }
+  char *head = ps_arena_alloc(&req->arena, head_len + 1);
+  evbuffer_remove(in, head, head_len);
+  if (parse_head(c, req, head, head_len)) {
+    ps__req_refuse(req, PS_PROBLEM_MALFORMED_REQUEST, "the request line or a header is malformed");
+    return -1;
+  }
+  const char *conn_hdr = ps_req_header(req, "Connection");
+  if (conn_hdr) {
+    if (strcasecmp(conn_hdr, "close") == 0) req->keep_alive_ = 0;
+    else if (strcasecmp(conn_hdr, "keep-alive") == 0) req->keep_alive_ = 1;
+  }
+  req->head_only_ = strcmp(req->method, "HEAD") == 0;
+  c->route_flags = ps__req_route(req);
+  if (body_framing(c, req)) return -1;
+  const char *expect = ps_req_header(req, "Expect");
+  if (c->body != B_DONE && expect && strcasecmp(expect, "100-continue") == 0 &&
+      !evbuffer_get_length(in) && !evbuffer_get_length(bufferevent_get_output(c->bev))) {
+    evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    flush(c);
+  }
+  return 1;
+}
+
+static void dispatch(ps__conn_t *c) {
+  c->dispatched = 1;
+  ps__dispatch(c->req);
+}
+
+/* Moves every request the input holds along: heads, bodies, handlers. Stops while a handler
+ * holds a request (its answer, through ps__conn_request_done, starts it again). */
+static void process(ps__conn_t *c) {
+  c->in_process = 1;
+  while (c->bev && !c->closing && !c->stream) {
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (!c->active) {
+      if (read_head(c, in) <= 0) break;
+      if (c->route_flags & PS_ROUTE_STREAM_BODY) dispatch(c);
+      continue;
+    }
+    if (c->body != B_DONE) {
+      if (c->dispatched && (!c->reader || c->paused)) break;
+      if (read_body(c, in) <= 0) break;
+    }
+    if (!c->dispatched) {
+      dispatch(c);
+      continue;
+    }
+    if (!c->reader) break; /* the handler holds the request */
+    const ps_body_reader_t *r = c->reader; /* a streaming route's body is complete */
+    c->reader = NULL;
+    if (r->end_cb) r->end_cb(c->reader_arg);
+  }
+  c->in_process = 0;
+}
+
 static void read_cb(struct bufferevent *bev, void *arg) {
   ps__conn_t *c = arg;
-  struct evbuffer *in = bufferevent_get_input(bev);
   if (c->lingering) {
+    struct evbuffer *in = bufferevent_get_input(bev);
     evbuffer_drain(in, evbuffer_get_length(in));
     return;
   }
-  while (!c->closing) {
-    size_t avail = evbuffer_get_length(in);
-    if (!avail) return;
-    struct evbuffer_ptr crlf = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-    if (crlf.pos < 0) {
-      if (avail > MAX_HEAD) early_problem(c, PS_PROBLEM_HEADERS_TOO_LARGE, "the request head is over 16 KiB");
-      return;
-    }
-    size_t head_len = (size_t)crlf.pos + 4;
-    if (head_len > MAX_HEAD) {
-      early_problem(c, PS_PROBLEM_HEADERS_TOO_LARGE, "the request head is over 16 KiB");
-      return;
-    }
-    ps_req_t req;
-    ps__req_init(&req, c->loop, c);
-    char *head = ps_arena_alloc(&req.arena, head_len + 1);
-    evbuffer_copyout(in, head, head_len);
-    if (parse_head(&req, head, head_len)) {
-      ps_arena_reset(&req.arena);
-      early_problem(c, PS_PROBLEM_MALFORMED_REQUEST, "the request line or a header is malformed");
-      return;
-    }
-    size_t body_len;
-    if (body_length(c, &req, &body_len)) {
-      ps_arena_reset(&req.arena);
-      return;
-    }
-    if (body_len > c->loop->server_body_limit) {
-      /* Answer before reading a byte of it; the unread body makes the connection unusable. */
-      evbuffer_drain(in, head_len);
-      req.keep_alive_ = 0;
-      ps__dispatch(&req, PS__TOO_LARGE, body_len);
-      return;
-    }
-    if (avail < head_len + body_len) {
-      const char *expect = ps_req_header(&req, "Expect");
-      if (expect && strcasecmp(expect, "100-continue") == 0 && avail == head_len && !c->closing) {
-        /* Ask for the body once: remove "Expect" handling by answering 100 now. */
-        struct evbuffer *out = bufferevent_get_output(bev);
-        if (!evbuffer_get_length(out)) {
-          evbuffer_add(out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-          flush(c);
-        }
-      }
-      ps_arena_reset(&req.arena);
-      return; /* wait for the rest; the head is parsed again then (cheap, and stateless) */
-    }
-    evbuffer_drain(in, head_len);
-    char *body = ps_arena_alloc(&req.arena, body_len + 1);
-    if (body_len) evbuffer_remove(in, body, body_len);
-    req.body = body;
-    req.body_len = body_len;
-    const char *conn_hdr = ps_req_header(&req, "Connection");
-    if (conn_hdr) {
-      if (strcasecmp(conn_hdr, "close") == 0) req.keep_alive_ = 0;
-      else if (strcasecmp(conn_hdr, "keep-alive") == 0) req.keep_alive_ = 1;
-    }
-    req.head_only_ = strcmp(req.method, "HEAD") == 0;
-    ps__dispatch(&req, 0, body_len);
+  process(c);
+}
+
+/* Reading goes on later, from the loop, not from inside whoever called. */
+static void read_later(ps__conn_t *c) {
+  if (c->bev && !c->in_process)
+    bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void ps__conn_deferred(ps__conn_t *c) {
+  c->loop->deferred++;
+  hold(c, 1);
+}
+
+void ps__conn_request_done(ps__conn_t *c, struct ps_stream *stream) {
+  if (c->req->deferred_) c->loop->deferred--;
+  c->active = 0;
+  c->reader = NULL;
+  if (!c->bev) {
+    conn_free(c);
+    return;
   }
+  if (stream) {
+    c->stream = stream;
+    hold(c, 1);
+    return;
+  }
+  if (c->closing) return;
+  hold(c, 0);
+  if (evbuffer_get_length(bufferevent_get_input(c->bev))) read_later(c);
+}
+
+void ps__conn_stream_done(ps__conn_t *c) {
+  c->stream = NULL;
+  c->streaming = 0;
+  if (!c->bev) return;
+  if (c->closing) {
+    flush(c);
+    return;
+  }
+  hold(c, 0);
+  read_later(c);
+}
+
+int ps_req_body_stream(ps_req_t *req, const ps_body_reader_t *reader, void *arg) {
+  ps__conn_t *c = req->conn_;
+  if (!(c->route_flags & PS_ROUTE_STREAM_BODY) || c->reader || !c->active || req->status)
+    return PS_EINVAL;
+  c->reader = reader;
+  c->reader_arg = arg;
+  read_later(c); /* from the handler itself, process() goes on with the body once it returns */
+  return 0;
+}
+
+void ps_req_body_pause(ps_req_t *req) {
+  ps__conn_t *c = req->conn_;
+  if (c->paused || !c->bev) return;
+  c->paused = 1;
+  bufferevent_disable(c->bev, EV_READ);
+}
+
+void ps_req_body_resume(ps_req_t *req) {
+  ps__conn_t *c = req->conn_;
+  if (!c->paused || !c->bev) return;
+  c->paused = 0;
+  bufferevent_enable(c->bev, EV_READ);
+  bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* Once the last answer is out, close like nginx's lingering close: stop sending, then read and
@@ -377,12 +706,23 @@ static void start_linger(ps__conn_t *c) {
 static void write_cb(struct bufferevent *bev, void *arg) {
   ps__conn_t *c = arg;
   bufferevent_disable(bev, EV_WRITE);
-  if (c->closing) start_linger(c);
+  if (c->closing && !c->streaming) start_linger(c);
 }
 
+/* EOF, an error or the idle timeout: the connection is done. A request its handler holds
+ * stays (without its socket) until the handler answers it. */
 static void event_cb(struct bufferevent *bev, short what, void *arg) {
-  /* EOF, an error or the idle timeout: the connection is done. */
-  conn_free(arg);
+  ps__conn_t *c = arg;
+  if (c->stream) ps__stream_conn_closed(c->stream);
+  if (c->active && c->dispatched && c->req->deferred_) {
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    const ps_body_reader_t *r = c->reader;
+    c->reader = NULL;
+    if (r && c->body != B_DONE && r->error_cb) r->error_cb(c->reader_arg, PS_EIO);
+    return;
+  }
+  conn_free(c);
 }
 
 void ps__conn_accept(ps__loop_t *loop, evutil_socket_t fd, struct sockaddr *addr) {
@@ -402,4 +742,3 @@ void ps__conn_accept(ps__loop_t *loop, evutil_socket_t fd, struct sockaddr *addr
   bufferevent_enable(c->bev, EV_READ); /* EV_WRITE only while an answer waits (see flush) */
 }
 
-const char *ps__conn_peer(ps__conn_t *c) { return c->peer; }

@@ -34,6 +34,7 @@
   X(PAYMENT_REJECTED, 422, "payment-rejected", "Payment rejected")                  \
   X(RATE_LIMITED, 429, "rate-limited", "Too many requests")                         \
   X(INTERNAL, 500, "internal", "Internal error")                                    \
+  X(NOT_IMPLEMENTED, 501, "not-implemented", "Not implemented")                     \
   X(UPSTREAM, 502, "upstream", "Upstream service failed")                           \
   X(UNAVAILABLE, 503, "unavailable", "Service unavailable")                         \
   X(TIMEOUT, 504, "upstream-timeout", "Upstream service timed out")
