@@ -199,35 +199,33 @@ static int nonblank(const char *s) {
   return 0;
 }
 
-int product_validate(json_t *body, int partial, ps_arena_t *a, product_in_t *out,
-                     const char **field, char *msg, size_t msglen) {
+/* Refuses '$' keys at any depth (query operators have no place in a product) and any
+ * top-level key that is not a field a client can set. */
+static int check_keys(vctx_t *v, json_t *body) {
   static const char *const allowed[] = {"sku",   "name",     "description", "kind",
                                         "brand", "category", "price",       "currency",
                                         "stock", "attributes", "variants",  "images",
                                         "popularity", NULL};
-  vctx_t v = {a, field, msg, msglen};
-  memset(out, 0, sizeof(*out));
-  *field = NULL;
-  msg[0] = '\0';
-  if (!json_is_object(body)) return fail(&v, NULL, "the body must be a JSON object");
   const char *key;
   json_t *val;
   json_object_foreach(body, key, val) {
     if (key[0] == '$' || ps_json_has_operator_key(val))
-      return fail(&v, ps_arena_strdup(a, key), "keys starting with '$' are not allowed");
+      return fail(v, ps_arena_strdup(v->a, key), "keys starting with '$' are not allowed");
   }
   json_object_foreach(body, key, val) {
     int ok = 0;
     for (const char *const *p = allowed; *p && !ok; p++) ok = strcmp(*p, key) == 0;
     /* id, created_at... are the server's: a client may echo a document back, but a
      * PATCH that tries to set them is refused rather than silently ignored. */
-    if (!ok) {
-      *field = ps_arena_strdup(a, key);
-      snprintf(msg, msglen, "%s is not a field a client can set", key);
-      return PS_EINVAL;
-    }
+    if (!ok)
+      return fail(v, ps_arena_strdup(v->a, key), "%s is not a field a client can set", key);
   }
+  return 0;
+}
 
+/* The string fields: type and length, and presence (a PATCH may leave out any of them but
+ * cannot null a required one). Sets their bits in out->fields. */
+static int get_strings(vctx_t *v, json_t *body, int partial, product_in_t *out) {
   struct {
     const char *key;
     unsigned bit;
@@ -244,72 +242,106 @@ int product_validate(json_t *body, int partial, ps_arena_t *a, product_in_t *out
       {"currency", PF_CURRENCY, 3, 3, &out->currency, 1},
   };
   for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
-    int rc = get_str(&v, body, strs[i].key, strs[i].key, strs[i].min, strs[i].max, strs[i].dst);
+    int rc = get_str(v, body, strs[i].key, strs[i].key, strs[i].min, strs[i].max, strs[i].dst);
     if (rc < 0) return rc;
     json_t *j = json_object_get(body, strs[i].key);
     if (rc == 0 && j && json_is_null(j) && strs[i].required)
-      return fail(&v, strs[i].key, "%s cannot be null", strs[i].key);
+      return fail(v, strs[i].key, "%s cannot be null", strs[i].key);
     if (rc == 0 && !partial && strs[i].required)
-      return fail(&v, strs[i].key, "%s is required", strs[i].key);
+      return fail(v, strs[i].key, "%s is required", strs[i].key);
     if (rc == 1) out->fields |= strs[i].bit;
   }
+  return 0;
+}
+
+/* What the given strings must say, once their type and length are known good. */
+static int check_string_values(vctx_t *v, const product_in_t *out) {
   if ((out->fields & PF_SKU) && !product_sku_ok(out->sku))
-    return fail(&v, "sku", "a SKU is 1 to %d letters, digits, '-', '_' or '.'", PRODUCT_SKU_MAX);
+    return fail(v, "sku", "a SKU is 1 to %d letters, digits, '-', '_' or '.'", PRODUCT_SKU_MAX);
   if ((out->fields & PF_NAME) && !nonblank(out->name))
-    return fail(&v, "name", "name must not be blank");
+    return fail(v, "name", "name must not be blank");
   if ((out->fields & PF_BRAND) && !nonblank(out->brand))
-    return fail(&v, "brand", "brand must not be blank");
+    return fail(v, "brand", "brand must not be blank");
   if (out->fields & PF_KIND) {
     int ok = 0;
     for (const char *const *k = product_kinds; *k && !ok; k++) ok = strcmp(*k, out->kind) == 0;
     if (!ok)
-      return fail(&v, "kind",
+      return fail(v, "kind",
                   "kind must be one of phone, laptop, electronics, clothing, shoes, food, "
                   "drink, book, home, other");
   }
   if ((out->fields & PF_CURRENCY) && !ps_currency_valid(out->currency))
-    return fail(&v, "currency", "currency must be an upper-case ISO 4217 code the shop takes (EUR, USD, GBP, ...)");
+    return fail(v, "currency", "currency must be an upper-case ISO 4217 code the shop takes (EUR, USD, GBP, ...)");
   if ((out->fields & PF_CATEGORY) && !product_sku_ok(out->category))
-    return fail(&v, "category", "category must be a category slug");
-  if (!(out->fields & PF_DESCRIPTION) && !partial) out->description = "";
+    return fail(v, "category", "category must be a category slug");
+  return 0;
+}
 
-  int rc = get_int(&v, body, "price", "price", 0, PS_MONEY_MAX, &out->price);
+/* price (required on create, never nullable), stock and popularity. */
+static int get_numbers(vctx_t *v, json_t *body, int partial, product_in_t *out) {
+  int rc = get_int(v, body, "price", "price", 0, PS_MONEY_MAX, &out->price);
   if (rc < 0) return rc;
   if (rc == 1) out->fields |= PF_PRICE;
   else if (json_is_null(json_object_get(body, "price")) || !partial)
-    return fail(&v, "price", "price is required (an integer in minor units)");
-  if ((rc = get_int(&v, body, "stock", "stock", 0, PRODUCT_STOCK_MAX, &out->stock)) < 0)
+    return fail(v, "price", "price is required (an integer in minor units)");
+  if ((rc = get_int(v, body, "stock", "stock", 0, PRODUCT_STOCK_MAX, &out->stock)) < 0)
     return rc;
   if (rc == 1) out->fields |= PF_STOCK;
-  if ((rc = get_int(&v, body, "popularity", "popularity", 0, 1000000000000ll,
+  if ((rc = get_int(v, body, "popularity", "popularity", 0, 1000000000000ll,
                     &out->popularity)) < 0)
     return rc;
   if (rc == 1) out->fields |= PF_POPULARITY;
+  return 0;
+}
 
+/* attributes, images and variants: a null one counts as absent. Runs after get_numbers,
+ * since a product with variants must not also set its own stock. */
+static int get_structures(vctx_t *v, json_t *body, product_in_t *out) {
+  int rc;
   json_t *j = json_object_get(body, "attributes");
   out->attributes = "{}";
   if (j && !json_is_null(j)) {
-    if ((rc = check_attributes(&v, j, "attributes", &out->attributes))) return rc;
+    if ((rc = check_attributes(v, j, "attributes", &out->attributes))) return rc;
     out->fields |= PF_ATTRIBUTES;
   }
   j = json_object_get(body, "images");
   out->images = "[]";
   if (j && !json_is_null(j)) {
-    if ((rc = check_images(&v, j, &out->images))) return rc;
+    if ((rc = check_images(v, j, &out->images))) return rc;
     out->fields |= PF_IMAGES;
   }
   j = json_object_get(body, "variants");
   if (j && !json_is_null(j)) {
-    if ((rc = check_variants(&v, j, out))) return rc;
+    if ((rc = check_variants(v, j, out))) return rc;
     out->fields |= PF_VARIANTS;
     for (size_t i = 0; i < out->nvariants; i++)
       if (out->sku && strcmp(out->variants[i].sku, out->sku) == 0)
-        return fail(&v, ps_arena_sprintf(a, "variants[%zu].sku", i),
+        return fail(v, ps_arena_sprintf(v->a, "variants[%zu].sku", i),
                     "a variant cannot share the product's SKU");
     if (out->nvariants && (out->fields & PF_STOCK))
-      return fail(&v, "stock",
+      return fail(v, "stock",
                   "a product with variants has the sum of their stock; set each variant's stock");
   }
+  return 0;
+}
+
+/* The checks run in a fixed order (keys, strings, numbers, structures) so a body with
+ * several faults always names the same field first. */
+int product_validate(json_t *body, int partial, ps_arena_t *a, product_in_t *out,
+                     const char **field, char *msg, size_t msglen) {
+  vctx_t v = {a, field, msg, msglen};
+  memset(out, 0, sizeof(*out));
+  *field = NULL;
+  msg[0] = '\0';
+  if (!json_is_object(body)) return fail(&v, NULL, "the body must be a JSON object");
+  int rc;
+  if ((rc = check_keys(&v, body)) || (rc = get_strings(&v, body, partial, out)) ||
+      (rc = check_string_values(&v, out)))
+    return rc;
+  if (!(out->fields & PF_DESCRIPTION) && !partial) out->description = "";
+  if ((rc = get_numbers(&v, body, partial, out)) || (rc = get_structures(&v, body, out)))
+    return rc;
+  /* A create stores every optional field, with its default when the body left it out. */
   if (!partial && !(out->fields & PF_STOCK)) out->stock = 0;
   if (!partial) out->fields |= PF_DESCRIPTION | PF_STOCK | PF_ATTRIBUTES | PF_IMAGES;
   return 0;
