@@ -135,86 +135,91 @@ static int parse_int_param(const char *s, long long min, long long max, long lon
   return 0;
 }
 
-static void handle_list(ps_req_t *req) {
-  product_query_t q;
-  memset(&q, 0, sizeof(q));
-  q.price_min = q.price_max = -1;
-  list_parse_t p = {.req = req, .q = &q};
+/* One price bound in minor units; an absent one leaves *out as it is (-1: no bound). */
+static int price_param_or_reply(ps_req_t *req, const char *name, const char *s, int64_t *out) {
+  long long n;
+  if (!s) return 0;
+  if (parse_int_param(s, 0, PS_MONEY_MAX, &n)) {
+    ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, name,
+                     "%s must be a whole number of minor units, 0 to %lld", name,
+                     (long long)PS_MONEY_MAX);
+    return PS_EINVAL;
+  }
+  *out = n;
+  return 0;
+}
+
+/* sort, limit and cursor. The sort is parsed first because a cursor carries the key of one
+ * ordering: a cursor given out for another sort is refused, not misread. */
+static int page_params_or_reply(ps_req_t *req, const list_parse_t *p, product_query_t *q) {
+  long long n;
+  q->sort = SORT_NEWEST;
+  if (p->sort && product_sort_parse(p->sort, &q->sort)) {
+    ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "sort",
+                     "sort must be one of price, -price, name, newest, popularity");
+    return PS_EINVAL;
+  }
+  q->limit = PRODUCT_LIST_LIMIT_DEFAULT;
+  if (p->limit) {
+    if (parse_int_param(p->limit, 1, PRODUCT_LIST_LIMIT_MAX, &n)) {
+      ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "limit",
+                       "limit must be a whole number from 1 to %d", PRODUCT_LIST_LIMIT_MAX);
+      return PS_EINVAL;
+    }
+    q->limit = (int)n;
+  }
+  if (p->cursor) {
+    if (cursor_decode(&req->arena, p->cursor, q->sort, &q->cursor)) {
+      ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "cursor",
+                       "cursor is not one this listing gave out for sort=%s",
+                       product_sort_name(q->sort));
+      return PS_EINVAL;
+    }
+    q->has_cursor = 1;
+  }
+  return 0;
+}
+
+/* Reads the query string into q (its strings point into the request), or answers 400
+ * naming the first bad parameter and returns PS_EINVAL. */
+static int list_query_or_reply(ps_req_t *req, product_query_t *q) {
+  memset(q, 0, sizeof(*q));
+  q->price_min = q->price_max = -1;
+  list_parse_t p = {.req = req, .q = q};
   ps_req_query_each(req, list_param_cb, &p);
   if (p.bad_key) {
     ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, p.bad_key, "%s %s", p.bad_key, p.bad_why);
-    return;
+    return PS_EINVAL;
   }
-  long long n;
-  if (p.price_min) {
-    if (parse_int_param(p.price_min, 0, PS_MONEY_MAX, &n)) {
-      ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "price_min",
-                       "price_min must be a whole number of minor units, 0 to %lld",
-                       (long long)PS_MONEY_MAX);
-      return;
-    }
-    q.price_min = n;
-  }
-  if (p.price_max) {
-    if (parse_int_param(p.price_max, 0, PS_MONEY_MAX, &n)) {
-      ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "price_max",
-                       "price_max must be a whole number of minor units, 0 to %lld",
-                       (long long)PS_MONEY_MAX);
-      return;
-    }
-    q.price_max = n;
-  }
-  if (q.price_min >= 0 && q.price_max >= 0 && q.price_min > q.price_max) {
+  if (price_param_or_reply(req, "price_min", p.price_min, &q->price_min) ||
+      price_param_or_reply(req, "price_max", p.price_max, &q->price_max))
+    return PS_EINVAL;
+  if (q->price_min >= 0 && q->price_max >= 0 && q->price_min > q->price_max) {
     ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "price_min", "price_min is above price_max");
-    return;
+    return PS_EINVAL;
   }
   if (p.in_stock) {
     if (strcmp(p.in_stock, "true") == 0 || strcmp(p.in_stock, "1") == 0) {
-      q.in_stock = 1;
+      q->in_stock = 1;
     } else if (strcmp(p.in_stock, "false") != 0 && strcmp(p.in_stock, "0") != 0) {
       ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "in_stock", "in_stock must be true or false");
-      return;
+      return PS_EINVAL;
     }
   }
-  q.sort = SORT_NEWEST;
-  if (p.sort && product_sort_parse(p.sort, &q.sort)) {
-    ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "sort",
-                     "sort must be one of price, -price, name, newest, popularity");
-    return;
-  }
-  q.limit = PRODUCT_LIST_LIMIT_DEFAULT;
-  if (p.limit) {
-    if (parse_int_param(p.limit, 1, PRODUCT_LIST_LIMIT_MAX, &n)) {
-      ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "limit",
-                       "limit must be a whole number from 1 to %d", PRODUCT_LIST_LIMIT_MAX);
-      return;
-    }
-    q.limit = (int)n;
-  }
-  if (p.cursor) {
-    if (cursor_decode(&req->arena, p.cursor, q.sort, &q.cursor)) {
-      ps_reply_problem(req, PS_PROBLEM_BAD_QUERY, "cursor",
-                       "cursor is not one this listing gave out for sort=%s",
-                       product_sort_name(q.sort));
-      return;
-    }
-    q.has_cursor = 1;
-  }
+  return page_params_or_reply(req, &p, q);
+}
 
-  product_row_t *rows;
-  size_t nrows;
-  product_store_t *s = store_of(req);
-  int rc = s->ops->product_list(s, &req->arena, &q, &rows, &nrows);
-  if (rc) {
-    reply_store_error(req, rc);
-    return;
-  }
-  size_t shown = nrows > (size_t)q.limit ? (size_t)q.limit : nrows;
+/* The page: the stored documents are already JSON, so they are copied side by side rather
+ * than parsed and dumped again. The store returns one row past the limit when there is a
+ * next page; the cursor then points after the last row shown. */
+static void reply_list(ps_req_t *req, const product_query_t *q, const product_row_t *rows,
+                       size_t nrows) {
+  size_t shown = nrows > (size_t)q->limit ? (size_t)q->limit : nrows;
   size_t total = 64;
   for (size_t i = 0; i < shown; i++) total += strlen(rows[i].json) + 1;
   const char *next = NULL;
   if (nrows > shown) {
-    cursor_t c = {q.sort, rows[shown - 1].key_i, rows[shown - 1].key_s, rows[shown - 1].id};
+    cursor_t c = {q->sort, rows[shown - 1].key_i, rows[shown - 1].key_s, rows[shown - 1].id};
     next = cursor_encode(&req->arena, &c);
     total += strlen(next);
   }
@@ -231,6 +236,20 @@ static void handle_list(ps_req_t *req) {
   else
     o += sprintf(o, "],\"next_cursor\":null}");
   ps_reply_raw(req, 200, "application/json", out, (size_t)(o - out));
+}
+
+static void handle_list(ps_req_t *req) {
+  product_query_t q;
+  if (list_query_or_reply(req, &q)) return;
+  product_row_t *rows;
+  size_t nrows;
+  product_store_t *s = store_of(req);
+  int rc = s->ops->product_list(s, &req->arena, &q, &rows, &nrows);
+  if (rc) {
+    reply_store_error(req, rc);
+    return;
+  }
+  reply_list(req, &q, rows, nrows);
 }
 
 /* --- product CRUD ---------------------------------------------------------------------- */
