@@ -511,79 +511,96 @@ static int sq_product_create_many(product_store_t *s, ps_arena_t *a, const char 
   return tx_end(s, rc);
 }
 
+/* Reads the SKU of product id (PS_ENOTFOUND when there is none) and refuses, with *why, a
+ * PATCH that sets the stock of a product whose variants hold it (unless the same PATCH
+ * removes every variant). */
+static int update_allowed(product_store_t *s, ps_arena_t *a, const char *id,
+                          const product_in_t *in, char **old_sku, const char **why) {
+  sqlite3_stmt *st = stmt(s, Q_EXISTS);
+  ps_sqlite_bind_text(st, 1, id);
+  int rc = one_text(s, a, st, old_sku);
+  if (rc) return rc;
+  st = stmt(s, Q_HAS_VARIANTS);
+  ps_sqlite_bind_text(st, 1, id);
+  int64_t nvariants = 0;
+  if ((rc = step_row(s, st)) == 1) nvariants = sqlite3_column_int64(st, 0), rc = 0;
+  sqlite3_reset(st);
+  if (rc) return rc;
+  if ((in->fields & PF_STOCK) && nvariants && !((in->fields & PF_VARIANTS) && !in->nvariants)) {
+    *why = "this product has variants: its stock is theirs; change each variant's stock";
+    return PS_EINVAL;
+  }
+  return 0;
+}
+
+/* The columns a PATCH may set, in the order the UPDATE lists them. */
+static const struct {
+  unsigned bit;
+  const char *col;
+} update_cols[] = {{PF_SKU, "sku"},         {PF_NAME, "name"},
+                   {PF_DESCRIPTION, "description"}, {PF_KIND, "kind"},
+                   {PF_BRAND, "brand"},     {PF_CATEGORY, "category"},
+                   {PF_PRICE, "price"},     {PF_CURRENCY, "currency"},
+                   {PF_STOCK, "stock"},     {PF_ATTRIBUTES, "attributes"},
+                   {PF_IMAGES, "images"},   {PF_POPULARITY, "popularity"}};
+
+/* Binds the value of field bit of in to parameter nb. */
+static void bind_update_col(sqlite3_stmt *up, int nb, unsigned bit, const product_in_t *in) {
+  switch (bit) {
+    case PF_SKU: ps_sqlite_bind_text(up, nb, in->sku); break;
+    case PF_NAME: ps_sqlite_bind_text(up, nb, in->name); break;
+    case PF_DESCRIPTION: ps_sqlite_bind_text(up, nb, in->description ? in->description : ""); break;
+    case PF_KIND: ps_sqlite_bind_text(up, nb, in->kind); break;
+    case PF_BRAND: ps_sqlite_bind_text(up, nb, in->brand); break;
+    case PF_CATEGORY: ps_sqlite_bind_text(up, nb, in->category); break;
+    case PF_PRICE: sqlite3_bind_int64(up, nb, in->price); break;
+    case PF_CURRENCY: ps_sqlite_bind_text(up, nb, in->currency); break;
+    case PF_STOCK: sqlite3_bind_int64(up, nb, in->stock); break;
+    case PF_ATTRIBUTES: ps_sqlite_bind_text(up, nb, in->attributes); break;
+    case PF_IMAGES: ps_sqlite_bind_text(up, nb, in->images); break;
+    case PF_POPULARITY: sqlite3_bind_int64(up, nb, in->popularity); break;
+  }
+}
+
+/* Writes the given fields of row id and its updated_at. Only the fields given are written,
+ * so a PATCH never overwrites a stock level that a reservation changed in the meantime; the
+ * statement is therefore built and prepared for each call. */
+static int update_row(product_store_t *s, const char *id, const product_in_t *in, int64_t now) {
+  char buf[1024];
+  size_t used = (size_t)snprintf(buf, sizeof(buf), "UPDATE products SET updated_at = ?1");
+  int nb = 2;
+  for (size_t i = 0; i < sizeof(update_cols) / sizeof(update_cols[0]); i++)
+    if (in->fields & update_cols[i].bit)
+      used += (size_t)snprintf(buf + used, sizeof(buf) - used, ", %s = ?%d", update_cols[i].col,
+                               nb++);
+  snprintf(buf + used, sizeof(buf) - used, " WHERE id = ?%d", nb);
+  sqlite3_stmt *up = NULL;
+  if (sqlite3_prepare_v2(S(s)->db, buf, -1, &up, NULL) != SQLITE_OK)
+    return log_err(s, sqlite3_errcode(S(s)->db), "preparing an update");
+  sqlite3_bind_int64(up, 1, now);
+  nb = 2;
+  for (size_t i = 0; i < sizeof(update_cols) / sizeof(update_cols[0]); i++)
+    if (in->fields & update_cols[i].bit) bind_update_col(up, nb++, update_cols[i].bit, in);
+  ps_sqlite_bind_text(up, nb, id);
+  int rc = ps_sqlite_exec_done(up);
+  sqlite3_finalize(up);
+  return rc;
+}
+
 static int sq_product_update(product_store_t *s, ps_arena_t *a, const char *id,
                              const product_in_t *in, int64_t now, char **json,
                              const char **why) {
   *why = NULL;
   int rc = tx_begin(s);
   if (rc) return rc;
-  sqlite3_stmt *st = stmt(s, Q_EXISTS);
-  ps_sqlite_bind_text(st, 1, id);
   char *old_sku = NULL;
-  if ((rc = one_text(s, a, st, &old_sku))) goto out;
-  st = stmt(s, Q_HAS_VARIANTS);
-  ps_sqlite_bind_text(st, 1, id);
-  int64_t nvariants = 0;
-  if ((rc = step_row(s, st)) == 1) nvariants = sqlite3_column_int64(st, 0), rc = 0;
-  sqlite3_reset(st);
-  if (rc) goto out;
-  if ((in->fields & PF_STOCK) && nvariants && !((in->fields & PF_VARIANTS) && !in->nvariants)) {
-    *why = "this product has variants: its stock is theirs; change each variant's stock";
-    rc = PS_EINVAL;
-    goto out;
-  }
+  if ((rc = update_allowed(s, a, id, in, &old_sku, why))) goto out;
   if ((in->fields & PF_SKU) && strcmp(old_sku, in->sku) != 0) {
-    st = stmt(s, Q_SKU_DEL);
+    sqlite3_stmt *st = stmt(s, Q_SKU_DEL);
     ps_sqlite_bind_text(st, 1, old_sku);
     if ((rc = ps_sqlite_exec_done(st)) || (rc = sku_add(s, in->sku, id))) goto out;
   }
-  /* Only the fields given are written, so a PATCH never overwrites a stock level that a
-   * reservation changed in the meantime. */
-  static const struct {
-    unsigned bit;
-    const char *col;
-  } cols[] = {{PF_SKU, "sku"},         {PF_NAME, "name"},
-              {PF_DESCRIPTION, "description"}, {PF_KIND, "kind"},
-              {PF_BRAND, "brand"},     {PF_CATEGORY, "category"},
-              {PF_PRICE, "price"},     {PF_CURRENCY, "currency"},
-              {PF_STOCK, "stock"},     {PF_ATTRIBUTES, "attributes"},
-              {PF_IMAGES, "images"},   {PF_POPULARITY, "popularity"}};
-  char buf[1024];
-  size_t used = (size_t)snprintf(buf, sizeof(buf), "UPDATE products SET updated_at = ?1");
-  int nb = 2;
-  for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
-    if (in->fields & cols[i].bit)
-      used += (size_t)snprintf(buf + used, sizeof(buf) - used, ", %s = ?%d", cols[i].col, nb++);
-  snprintf(buf + used, sizeof(buf) - used, " WHERE id = ?%d", nb);
-  sqlite3_stmt *up = NULL;
-  if (sqlite3_prepare_v2(S(s)->db, buf, -1, &up, NULL) != SQLITE_OK) {
-    rc = log_err(s, sqlite3_errcode(S(s)->db), "preparing an update");
-    goto out;
-  }
-  sqlite3_bind_int64(up, 1, now);
-  nb = 2;
-  for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
-    if (!(in->fields & cols[i].bit)) continue;
-    switch (cols[i].bit) {
-      case PF_SKU: ps_sqlite_bind_text(up, nb, in->sku); break;
-      case PF_NAME: ps_sqlite_bind_text(up, nb, in->name); break;
-      case PF_DESCRIPTION: ps_sqlite_bind_text(up, nb, in->description ? in->description : ""); break;
-      case PF_KIND: ps_sqlite_bind_text(up, nb, in->kind); break;
-      case PF_BRAND: ps_sqlite_bind_text(up, nb, in->brand); break;
-      case PF_CATEGORY: ps_sqlite_bind_text(up, nb, in->category); break;
-      case PF_PRICE: sqlite3_bind_int64(up, nb, in->price); break;
-      case PF_CURRENCY: ps_sqlite_bind_text(up, nb, in->currency); break;
-      case PF_STOCK: sqlite3_bind_int64(up, nb, in->stock); break;
-      case PF_ATTRIBUTES: ps_sqlite_bind_text(up, nb, in->attributes); break;
-      case PF_IMAGES: ps_sqlite_bind_text(up, nb, in->images); break;
-      case PF_POPULARITY: sqlite3_bind_int64(up, nb, in->popularity); break;
-    }
-    nb++;
-  }
-  ps_sqlite_bind_text(up, nb, id);
-  rc = ps_sqlite_exec_done(up);
-  sqlite3_finalize(up);
-  if (rc) goto out;
+  if ((rc = update_row(s, id, in, now))) goto out;
   if ((in->fields & PF_VARIANTS) && (rc = put_variants(s, id, in))) goto out;
   if ((in->fields & (PF_ATTRIBUTES | PF_VARIANTS)) && (rc = attrs_fill(s, id))) goto out;
   if ((rc = outbox_doc(s, "product.updated", id, now))) goto out;
