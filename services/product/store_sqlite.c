@@ -1146,46 +1146,44 @@ static int give_back(product_store_t *s, ps_arena_t *a, const char *id, int64_t 
   return 0;
 }
 
-/* Takes one item's units inside the caller's transaction and appends its outbox event; *price
- * and *currency are what the item sells at. */
-static int take_item(product_store_t *s, ps_arena_t *a, const reservation_item_t *it,
-                     int64_t now, reservation_fail_t *fail, int64_t *price_out,
-                     char **currency_out) {
-  sqlite3_stmt *st;
-  int rc;
-  *price_out = 0;
-  *currency_out = "";
-  if (!it->variant) {
-    /* The usual case: taken at once, then its price read; when nothing changed the general
-     * path below finds out why. */
-    st = stmt(s, Q_TAKE_PLAIN);
-    ps_sqlite_bind_text(st, 1, it->product_id);
-    sqlite3_bind_int64(st, 2, it->quantity);
-    sqlite3_bind_int64(st, 3, now);
-    if ((rc = ps_sqlite_exec_done(st))) return rc;
-    if (sqlite3_changes(S(s)->db) == 1) {
-      st = stmt(s, Q_ITEM_PRODUCT);
-      ps_sqlite_bind_text(st, 1, it->product_id);
-      rc = step_row(s, st);
-      if (rc == 1) {
-        *price_out = sqlite3_column_int64(st, 0);
-        *currency_out = ps_sqlite_text(a, st, 1);
-      }
-      sqlite3_reset(st);
-      if (rc <= 0) return rc < 0 ? rc : PS_ESTORE; /* taken, so it exists */
-      return outbox_doc(s, "product.stock_changed", it->product_id, now);
-    }
-  }
+/* The usual case, an item without a variant: its units are taken at once, then its price
+ * read. Returns 1 when nothing was taken (too few units, no such product, or a product with
+ * variants): take_item's general path then finds out why. */
+static int take_plain(product_store_t *s, ps_arena_t *a, const reservation_item_t *it,
+                      int64_t now, int64_t *price_out, char **currency_out) {
+  sqlite3_stmt *st = stmt(s, Q_TAKE_PLAIN);
+  ps_sqlite_bind_text(st, 1, it->product_id);
+  sqlite3_bind_int64(st, 2, it->quantity);
+  sqlite3_bind_int64(st, 3, now);
+  int rc = ps_sqlite_exec_done(st);
+  if (rc) return rc;
+  if (sqlite3_changes(S(s)->db) != 1) return 1;
   st = stmt(s, Q_ITEM_PRODUCT);
   ps_sqlite_bind_text(st, 1, it->product_id);
   rc = step_row(s, st);
+  if (rc == 1) {
+    *price_out = sqlite3_column_int64(st, 0);
+    *currency_out = ps_sqlite_text(a, st, 1);
+  }
+  sqlite3_reset(st);
+  if (rc <= 0) return rc < 0 ? rc : PS_ESTORE; /* taken, so it exists */
+  return outbox_doc(s, "product.stock_changed", it->product_id, now);
+}
+
+/* Reads the item's product (price, currency) and checks that the item names a variant
+ * exactly when the product has some; fail->why says what is wrong. */
+static int item_product(product_store_t *s, ps_arena_t *a, const reservation_item_t *it,
+                        reservation_fail_t *fail, int64_t *price, char **currency) {
+  sqlite3_stmt *st = stmt(s, Q_ITEM_PRODUCT);
+  ps_sqlite_bind_text(st, 1, it->product_id);
+  int rc = step_row(s, st);
   if (rc <= 0) {
     sqlite3_reset(st);
     if (rc == 0) fail->why = "no product has this id";
     return rc ? rc : PS_ENOTFOUND;
   }
-  int64_t price = sqlite3_column_int64(st, 0);
-  char *currency = ps_sqlite_text(a, st, 1);
+  *price = sqlite3_column_int64(st, 0);
+  *currency = ps_sqlite_text(a, st, 1);
   int64_t nvariants = sqlite3_column_int64(st, 2);
   sqlite3_reset(st);
   if (nvariants && !it->variant) {
@@ -1196,33 +1194,46 @@ static int take_item(product_store_t *s, ps_arena_t *a, const reservation_item_t
     fail->why = "this product has no variants";
     return PS_ENOTFOUND;
   }
-  if (it->variant) {
-    st = stmt(s, Q_VARIANT_INFO);
-    ps_sqlite_bind_text(st, 1, it->product_id);
-    ps_sqlite_bind_text(st, 2, it->variant);
-    rc = step_row(s, st);
-    int64_t available = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
-    if (rc == 1) price = sqlite3_column_int64(st, 1);
-    sqlite3_reset(st);
-    if (rc <= 0) {
-      if (rc == 0) fail->why = "this product has no variant with this SKU";
-      return rc ? rc : PS_ENOTFOUND;
-    }
-    st = stmt(s, Q_TAKE_VARIANT);
-    ps_sqlite_bind_text(st, 1, it->product_id);
-    ps_sqlite_bind_text(st, 2, it->variant);
-    sqlite3_bind_int64(st, 3, it->quantity);
-    if ((rc = ps_sqlite_exec_done(st))) return rc;
-    if (sqlite3_changes(S(s)->db) == 0) {
-      fail->available = available;
-      return PS_EINSUFFICIENT;
-    }
+  return 0;
+}
+
+/* Takes the item's units from its variant, whose own price (when it has one) replaces
+ * *price. Too few units: PS_EINSUFFICIENT with fail->available. */
+static int take_from_variant(product_store_t *s, const reservation_item_t *it,
+                             reservation_fail_t *fail, int64_t *price) {
+  sqlite3_stmt *st = stmt(s, Q_VARIANT_INFO);
+  ps_sqlite_bind_text(st, 1, it->product_id);
+  ps_sqlite_bind_text(st, 2, it->variant);
+  int rc = step_row(s, st);
+  int64_t available = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
+  if (rc == 1) *price = sqlite3_column_int64(st, 1);
+  sqlite3_reset(st);
+  if (rc <= 0) {
+    if (rc == 0) fail->why = "this product has no variant with this SKU";
+    return rc ? rc : PS_ENOTFOUND;
   }
-  st = stmt(s, Q_TAKE_PRODUCT);
+  st = stmt(s, Q_TAKE_VARIANT);
+  ps_sqlite_bind_text(st, 1, it->product_id);
+  ps_sqlite_bind_text(st, 2, it->variant);
+  sqlite3_bind_int64(st, 3, it->quantity);
+  if ((rc = ps_sqlite_exec_done(st))) return rc;
+  if (sqlite3_changes(S(s)->db) == 0) {
+    fail->available = available;
+    return PS_EINSUFFICIENT;
+  }
+  return 0;
+}
+
+/* Takes the item's units from its product's stock (a variant's units count there too). Too
+ * few units: PS_EINSUFFICIENT with fail->available. */
+static int take_from_product(product_store_t *s, const reservation_item_t *it, int64_t now,
+                             reservation_fail_t *fail) {
+  sqlite3_stmt *st = stmt(s, Q_TAKE_PRODUCT);
   ps_sqlite_bind_text(st, 1, it->product_id);
   sqlite3_bind_int64(st, 2, it->quantity);
   sqlite3_bind_int64(st, 3, now);
-  if ((rc = ps_sqlite_exec_done(st))) return rc;
+  int rc = ps_sqlite_exec_done(st);
+  if (rc) return rc;
   if (sqlite3_changes(S(s)->db) == 0) {
     st = stmt(s, Q_PRODUCT_STOCK);
     ps_sqlite_bind_text(st, 1, it->product_id);
@@ -1230,6 +1241,23 @@ static int take_item(product_store_t *s, ps_arena_t *a, const reservation_item_t
     sqlite3_reset(st);
     return PS_EINSUFFICIENT;
   }
+  return 0;
+}
+
+/* Takes one item's units inside the caller's transaction and appends its outbox event; *price
+ * and *currency are what the item sells at. */
+static int take_item(product_store_t *s, ps_arena_t *a, const reservation_item_t *it,
+                     int64_t now, reservation_fail_t *fail, int64_t *price_out,
+                     char **currency_out) {
+  int rc;
+  *price_out = 0;
+  *currency_out = "";
+  if (!it->variant && (rc = take_plain(s, a, it, now, price_out, currency_out)) <= 0) return rc;
+  int64_t price;
+  char *currency;
+  if ((rc = item_product(s, a, it, fail, &price, &currency))) return rc;
+  if (it->variant && (rc = take_from_variant(s, it, fail, &price))) return rc;
+  if ((rc = take_from_product(s, it, now, fail))) return rc;
   *price_out = price;
   *currency_out = currency;
   return outbox_doc(s, "product.stock_changed", it->product_id, now);
