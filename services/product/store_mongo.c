@@ -630,6 +630,75 @@ static int mg_product_create_many(product_store_t *s, ps_arena_t *a, const char 
   return rc;
 }
 
+/* What an update does to the SKU collection: the old document's SKUs (its own first, then
+ * its variants'), which of them the update keeps, and the SKUs it must claim. */
+typedef struct {
+  const char **old;
+  size_t nold;
+  int keeps[PRODUCT_VARIANTS_MAX + 1];
+  const char **claim;
+  size_t nclaim;
+} sku_plan_t;
+
+/* Reads the SKUs the old document owns into plan->old. */
+static void old_skus(const bson_t *old, ps_arena_t *a, const char *old_sku, sku_plan_t *plan) {
+  size_t nold = (size_t)variant_count(old) + 1;
+  plan->old = ps_arena_alloc(a, nold * sizeof(char *));
+  plan->old[0] = old_sku;
+  bson_iter_t it, arr;
+  size_t k = 1;
+  if (bson_iter_init_find(&it, old, "variants") && bson_iter_recurse(&it, &arr))
+    while (bson_iter_next(&arr) && k < nold) {
+      bson_iter_t v;
+      if (BSON_ITER_HOLDS_DOCUMENT(&arr) && bson_iter_recurse(&arr, &v) &&
+          bson_iter_find(&v, "sku") && BSON_ITER_HOLDS_UTF8(&v))
+        plan->old[k++] = ps_arena_strdup(a, bson_iter_utf8(&v, NULL));
+    }
+  plan->nold = k;
+}
+
+/* Sorts the SKUs the updated product will own into kept (owned already) and to claim. An
+ * update that leaves the variants alone keeps all of theirs. */
+static void plan_skus(const product_in_t *in, const char *old_sku, ps_arena_t *a,
+                      sku_plan_t *plan) {
+  plan->nclaim = 0;
+  plan->claim = ps_arena_alloc(a, (in->nvariants + 1) * sizeof(char *));
+  const char *want_sku = (in->fields & PF_SKU) ? in->sku : old_sku;
+  for (size_t k = 0; k < plan->nold; k++) plan->keeps[k] = 0;
+  size_t ncand = (in->fields & PF_VARIANTS) ? in->nvariants + 1 : 1;
+  for (size_t i = 0; i < ncand; i++) {
+    const char *sku = i == 0 ? want_sku : in->variants[i - 1].sku;
+    int owned = 0;
+    for (size_t k = 0; k < plan->nold; k++)
+      if (strcmp(plan->old[k], sku) == 0) owned = 1, plan->keeps[k] = 1;
+    if (!owned) plan->claim[plan->nclaim++] = sku;
+  }
+  if (!(in->fields & PF_VARIANTS))
+    for (size_t k = 1; k < plan->nold; k++) plan->keeps[k] = 1;
+}
+
+/* $sets the given fields of document id under the product's lock (reservations change its
+ * stock under the same lock). *matched is 0 when the document has gone. */
+static int update_doc(product_store_t *s, const char *id, const product_in_t *in, int64_t now,
+                      int *matched) {
+  bson_t *u = bson_new(), set;
+  bson_append_document_begin(u, "$set", -1, &set);
+  int64_t vsum;
+  set_product_fields(&set, in, &vsum);
+  BSON_APPEND_INT64(&set, "updated_at", now);
+  bson_append_document_end(u, &set);
+  *matched = 0;
+  lock_t lk;
+  int rc = lock_take(s, id, &lk);
+  if (rc) {
+    bson_destroy(u);
+    return rc;
+  }
+  rc = update_one(M(s)->products, BCON_NEW("_id", BCON_UTF8(id)), u, 0, matched);
+  lock_give(s, &lk);
+  return rc;
+}
+
 static int mg_product_update(product_store_t *s, ps_arena_t *a, const char *id,
                              const product_in_t *in, int64_t now, char **json,
                              const char **why) {
@@ -639,67 +708,26 @@ static int mg_product_update(product_store_t *s, ps_arena_t *a, const char *id,
   if (rc) return rc;
   int nvariants = variant_count(old);
   const char *old_sku = str_of(old, "sku", a);
-  /* The SKUs the old document owned, to free those the update drops. */
-  size_t nold = (size_t)nvariants + 1;
-  const char **old_skus = ps_arena_alloc(a, nold * sizeof(char *));
-  old_skus[0] = old_sku;
-  {
-    bson_iter_t it, arr;
-    size_t k = 1;
-    if (bson_iter_init_find(&it, old, "variants") && bson_iter_recurse(&it, &arr))
-      while (bson_iter_next(&arr) && k < nold) {
-        bson_iter_t v;
-        if (BSON_ITER_HOLDS_DOCUMENT(&arr) && bson_iter_recurse(&arr, &v) &&
-            bson_iter_find(&v, "sku") && BSON_ITER_HOLDS_UTF8(&v))
-          old_skus[k++] = ps_arena_strdup(a, bson_iter_utf8(&v, NULL));
-      }
-    nold = k;
-  }
+  sku_plan_t plan;
+  old_skus(old, a, old_sku, &plan);
   bson_destroy(old);
   if ((in->fields & PF_STOCK) && nvariants && !((in->fields & PF_VARIANTS) && !in->nvariants)) {
     *why = "this product has variants: its stock is theirs; change each variant's stock";
     return PS_EINVAL;
   }
   /* New SKUs first (a clash changes nothing), then the document, then free dropped SKUs. */
-  size_t nnew = 0;
-  const char **new_skus = ps_arena_alloc(a, (in->nvariants + 1) * sizeof(char *));
-  const char *want_sku = (in->fields & PF_SKU) ? in->sku : old_sku;
-  int keeps[PRODUCT_VARIANTS_MAX + 1];
-  for (size_t k = 0; k < nold; k++) keeps[k] = 0;
-  size_t ncand = (in->fields & PF_VARIANTS) ? in->nvariants + 1 : 1;
-  for (size_t i = 0; i < ncand; i++) {
-    const char *sku = i == 0 ? want_sku : in->variants[i - 1].sku;
-    int owned = 0;
-    for (size_t k = 0; k < nold; k++)
-      if (strcmp(old_skus[k], sku) == 0) owned = 1, keeps[k] = 1;
-    if (!owned) new_skus[nnew++] = sku;
-  }
-  if (!(in->fields & PF_VARIANTS))
-    for (size_t k = 1; k < nold; k++) keeps[k] = 1;
-  if ((rc = claim_skus(s, id, new_skus, nnew))) return rc;
-
-  bson_t *u = bson_new(), set;
-  bson_append_document_begin(u, "$set", -1, &set);
-  int64_t vsum;
-  set_product_fields(&set, in, &vsum);
-  BSON_APPEND_INT64(&set, "updated_at", now);
-  bson_append_document_end(u, &set);
-  int matched = 0;
-  lock_t lk;
-  rc = lock_take(s, id, &lk);
-  if (rc) {
-    bson_destroy(u);
-  } else {
-    rc = update_one(M(s)->products, BCON_NEW("_id", BCON_UTF8(id)), u, 0, &matched);
-    lock_give(s, &lk);
-  }
+  plan_skus(in, old_sku, a, &plan);
+  if ((rc = claim_skus(s, id, plan.claim, plan.nclaim))) return rc;
+  int matched;
+  rc = update_doc(s, id, in, now, &matched);
   if (rc || !matched) {
-    for (size_t i = 0; i < nnew; i++)
-      delete_where(M(s)->skus, BCON_NEW("_id", BCON_UTF8(new_skus[i])), 0, NULL);
+    for (size_t i = 0; i < plan.nclaim; i++)
+      delete_where(M(s)->skus, BCON_NEW("_id", BCON_UTF8(plan.claim[i])), 0, NULL);
     return rc ? rc : PS_ENOTFOUND;
   }
-  for (size_t k = 0; k < nold; k++)
-    if (!keeps[k]) delete_where(M(s)->skus, BCON_NEW("_id", BCON_UTF8(old_skus[k])), 0, NULL);
+  for (size_t k = 0; k < plan.nold; k++)
+    if (!plan.keeps[k])
+      delete_where(M(s)->skus, BCON_NEW("_id", BCON_UTF8(plan.old[k])), 0, NULL);
   if ((rc = outbox_doc(s, "product.updated", id, now))) return rc;
   if ((in->fields & (PF_STOCK | PF_VARIANTS)) &&
       (rc = outbox_doc(s, "product.stock_changed", id, now)))
