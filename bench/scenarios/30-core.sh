@@ -33,8 +33,8 @@ PY
 
 scenario_core_login_storm() {
   ((ROUND == ROUNDS)) || return 0
-  bench_spawn core_user user USER_LOGIN_LIMIT_PER_EMAIL=100000000 \
-    USER_LOGIN_LIMIT_PER_CLIENT=100000000 || die "the user service did not start"
+  bench_spawn core_user user USER_LOGIN_LIMIT_PER_EMAIL=100000 \
+    USER_LOGIN_LIMIT_PER_CLIENT=1000000 || die "the user service did not start"
   local base="http://127.0.0.1:${SERVICE_PORT[core_user]}" body token
   body='{"email":"storm@example.com","password":"Storm-pass-12345"}'
   curl -sS -o /dev/null -X POST -H 'Content-Type: application/json' -d "$body" "$base/api/v1/users"
